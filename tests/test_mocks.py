@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import itertools
+
+import astropy.units as u
+import numpy as np
+import pytest
+from gala.units import galactic
+from scipy import integrate, stats
+
+from gala_deeppotential.mocks import PlummerTruth, plummer_sample
+
+N = 2**16
+
+
+@pytest.fixture(scope="module")
+def unit_sample():
+    w = plummer_sample(N, seed=42)
+    return w.xyz.T.value, w.v_xyz.T.value
+
+
+def _mean_within(values, expected, n_sigma=5.0):
+    """The sample mean agrees with ``expected`` to ``n_sigma`` standard errors."""
+    err = values.std(ddof=1) / np.sqrt(values.size)
+    assert abs(values.mean() - expected) < n_sigma * err, (values.mean(), expected)
+
+
+def test_radii_follow_mass_profile(unit_sample):
+    x, _ = unit_sample
+    r = np.linalg.norm(x, axis=1)
+    pvalue = stats.kstest(r, lambda r: r**3 / (1 + r**2) ** 1.5).pvalue
+    assert pvalue > 1e-3
+
+
+def test_radii_ks_rejects_a_wrong_profile(unit_sample):
+    # The KS test above has the power to see a 5% error in the scale radius.
+    x, _ = unit_sample
+    r = np.linalg.norm(x, axis=1) * 1.05
+    assert stats.kstest(r, lambda r: r**3 / (1 + r**2) ** 1.5).pvalue < 1e-6
+
+
+def test_virial_means(unit_sample):
+    x, v = unit_sample
+    truth = PlummerTruth()
+    _mean_within(0.5 * np.sum(v**2, axis=1), 3 * np.pi / 64)
+    _mean_within(truth.phi(x), -3 * np.pi / 16)
+
+
+def test_velocity_dispersion_profile(unit_sample):
+    x, v = unit_sample
+    r = np.linalg.norm(x, axis=1)
+    edges = [0.0, 0.3, 0.6, 1.0, 1.5, 2.5, 5.0]
+    for lo, hi in itertools.pairwise(edges):
+        sel = (r >= lo) & (r < hi)
+        # sigma^2 = <v_i^2> per axis; compare star by star with (1/6)(1+r^2)^-1/2
+        # so that the radial gradient within a bin cancels.
+        ratio = np.mean(v[sel] ** 2, axis=1) / ((1 + r[sel] ** 2) ** -0.5 / 6)
+        _mean_within(ratio, 1.0)
+
+
+def test_all_stars_bound(unit_sample):
+    x, v = unit_sample
+    assert np.all(PlummerTruth().energy(x, v) < 0)
+
+
+def test_seed_reproducible():
+    a = plummer_sample(100, seed=3)
+    b = plummer_sample(100, seed=3)
+    np.testing.assert_array_equal(a.xyz.value, b.xyz.value)
+    np.testing.assert_array_equal(a.v_xyz.value, b.v_xyz.value)
+
+
+def test_df_normalised():
+    truth = PlummerTruth()
+
+    def shell(v, r):
+        lnf = truth.log_f(np.array([[r, 0, 0]]), np.array([[v, 0, 0]]))[0]
+        return (4 * np.pi) ** 2 * r**2 * v**2 * np.exp(lnf)
+
+    total, _ = integrate.dblquad(
+        shell, 0, np.inf, 0, lambda r: np.sqrt(2) * (1 + r**2) ** -0.25
+    )
+    assert total == pytest.approx(1.0, rel=1e-6)
+
+
+def test_grad_log_f_matches_finite_differences(unit_sample):
+    x, v = (a[:200] for a in unit_sample)
+    truth = PlummerTruth()
+    gx, gv = truth.grad_log_f(x, v)
+    h = 1e-6
+    for i in range(3):
+        dx = np.zeros(3)
+        dx[i] = h
+        fd_x = (truth.log_f(x + dx, v) - truth.log_f(x - dx, v)) / (2 * h)
+        fd_v = (truth.log_f(x, v + dx) - truth.log_f(x, v - dx)) / (2 * h)
+        np.testing.assert_allclose(gx[:, i], fd_x, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(gv[:, i], fd_v, rtol=1e-5, atol=1e-6)
+
+
+def test_grad_log_f_refuses_unbound_points():
+    with pytest.raises(ValueError, match="unbound"):
+        PlummerTruth().grad_log_f(np.zeros((1, 3)), np.full((1, 3), 2.0))
+
+
+def test_physical_units_match_gala():
+    m, b = 1e11 * u.Msun, 3 * u.kpc
+    truth = PlummerTruth(m=m, b=b, units=galactic)
+    pot = truth.potential()
+    w = plummer_sample(500, m=m, b=b, units=galactic, seed=7)
+    assert w.xyz.unit == u.kpc
+    x = w.xyz.T.value
+    np.testing.assert_allclose(truth.phi(x), pot.energy(w.xyz).value, rtol=1e-12)
+    np.testing.assert_allclose(
+        truth.grad_phi(x), pot.gradient(w.xyz).value.T, rtol=1e-12
+    )
+    np.testing.assert_allclose(truth.density(x), pot.density(w.xyz).value, rtol=1e-10)
+    np.testing.assert_allclose(
+        truth.mass_enclosed(np.array([1.0, 3.0, 10.0])),
+        pot.mass_enclosed([[1.0, 3.0, 10.0], [0, 0, 0], [0, 0, 0]] * u.kpc).value,
+        rtol=1e-6,
+    )
+    # Same seed, same sphere: the physical sample is the unit one rescaled.
+    unit = plummer_sample(500, seed=7)
+    np.testing.assert_allclose(w.xyz.value, unit.xyz.value * 3, rtol=1e-12)
+    v_scale = np.sqrt(truth.G * truth.m / truth.b)
+    np.testing.assert_allclose(
+        w.v_xyz.to_value(u.kpc / u.Myr), unit.v_xyz.value * v_scale, rtol=1e-12
+    )
+    assert np.all(truth.energy(x, w.v_xyz.T.to_value(u.kpc / u.Myr)) < 0)
+
+
+def test_physical_df_normalisation_scales():
+    m, b = 1e11 * u.Msun, 3 * u.kpc
+    truth = PlummerTruth(m=m, b=b, units=galactic)
+    unit = PlummerTruth()
+    x, v = unit.sample(10, seed=1)
+    vs = truth.velocity_scale
+    # f transforms as a density in 6D: f_phys = f_unit / (b^3 vs^3).
+    np.testing.assert_allclose(
+        truth.log_f(3 * x, vs * v),
+        unit.log_f(x, v) - 3 * np.log(3 * vs),
+        rtol=1e-12,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"m": 1 * u.Msun}, ValueError, "both m and b"),
+        ({"m": 1 * u.Msun, "b": 1 * u.kpc}, ValueError, "physical unit system"),
+        ({"m": 1 * u.kpc, "b": 1 * u.kpc, "units": galactic}, u.UnitTypeError, "mass"),
+        ({"m": 1.0, "b": 1 * u.kpc, "units": galactic}, u.UnitTypeError, "mass"),
+        ({"m": -1 * u.Msun, "b": 1 * u.kpc, "units": galactic}, ValueError, "positive"),
+        ({"units": galactic}, ValueError, "dimensionless"),
+    ],
+)
+def test_bad_parameters(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        PlummerTruth(**kwargs)
+
+
+@pytest.mark.parametrize("n", [0, -5, 2.5])
+def test_bad_sample_size(n):
+    with pytest.raises(ValueError, match="positive integer"):
+        plummer_sample(n)
