@@ -18,7 +18,7 @@ import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -519,7 +519,8 @@ def to_phase_space(
     >>> from astropy.coordinates import SkyCoord
     >>> from gala_deeppotential.mocks import plummer_sample
     >>> w = plummer_sample(1000, m=1e11 * u.Msun, b=3 * u.kpc, units=galactic, seed=1)
-    >>> icrs = SkyCoord(w.to_coord_frame(DEFAULT_GALCEN_FRAME)).icrs
+    >>> galcen = SkyCoord(w.pos.with_differentials(w.vel), frame=DEFAULT_GALCEN_FRAME)
+    >>> icrs = galcen.icrs
     >>> data = to_phase_space(icrs)
     >>> data.x.shape, data.v.shape
     ((1000, 3), (1000, 3))
@@ -536,7 +537,7 @@ def to_phase_space(
     if dimensionless and galcen_frame is not None:
         raise ValueError("a dimensionless unit system has no Galactocentric frame")
 
-    dropped: dict[str, int] = {}
+    dropped = _DropLog()
     if isinstance(catalogue, Table):
         catalogue = _table_to_icrs(catalogue, columns, drop_invalid, dropped)
     if isinstance(catalogue, BaseCoordinateFrame):
@@ -551,7 +552,7 @@ def to_phase_space(
             galcen_frame = catalogue.frame
         frame = _explicit_frame(galcen_frame)
         coord = _checked_skycoord(catalogue, drop_invalid, dropped)
-        _check_size(len(coord), dropped, min_stars)
+        _check_size(len(coord), dropped.stars, min_stars)
         galcen = coord.transform_to(frame)
         pos, vel = galcen.cartesian.xyz, galcen.velocity.d_xyz
     elif isinstance(catalogue, PhaseSpacePosition):
@@ -578,13 +579,12 @@ def to_phase_space(
     components = dict(zip(("x", "y", "z", "v_x", "v_y", "v_z"), [*x, *v], strict=True))
     keep = _finite_rows(components, drop_invalid, dropped)
     x, v = x[:, keep].T.copy(), v[:, keep].T.copy()
-    _check_size(x.shape[0], dropped, min_stars)
+    _check_size(x.shape[0], dropped.stars, min_stars)
 
-    n_dropped = sum(dropped.values())
-    if n_dropped:
-        detail = ", ".join(f"{name}: {count}" for name, count in dropped.items())
+    if dropped.stars:
+        detail = ", ".join(f"{k}: {n}" for k, n in dropped.per_value.items())
         warnings.warn(
-            f"dropped {n_dropped} stars with NaN, inf or masked values "
+            f"dropped {dropped.stars} stars with NaN, inf or masked values "
             f"(stars per offending value: {detail}); {x.shape[0]} remain",
             stacklevel=2,
         )
@@ -593,8 +593,17 @@ def to_phase_space(
         v=v,
         units=units,
         frame=None if frame is None else galcen_frame_to_dict(frame),
-        n_dropped=n_dropped,
+        n_dropped=dropped.stars,
     )
+
+
+@dataclass
+class _DropLog:
+    """Stars dropped so far, in all and per offending value (a star with two
+    bad values counts once in ``stars``, and under both values)."""
+
+    stars: int = 0
+    per_value: dict[str, int] = field(default_factory=dict)
 
 
 def _explicit_frame(
@@ -610,7 +619,7 @@ def _explicit_frame(
 
 
 def _finite_rows(
-    values: Mapping[str, np.ndarray], drop_invalid: bool, dropped: dict[str, int]
+    values: Mapping[str, np.ndarray], drop_invalid: bool, dropped: _DropLog
 ) -> np.ndarray:
     """Mask of stars whose every value is finite; raise, or count the rest."""
     bad = {name: ~np.isfinite(value) for name, value in values.items()}
@@ -626,15 +635,16 @@ def _finite_rows(
             f"(stars per value: {detail}; first rows {first}); clean the "
             "catalogue, or pass drop_invalid=True to drop those stars"
         )
+    dropped.stars += int((~keep).sum())
     for name, count in counts.items():
-        dropped[name] = dropped.get(name, 0) + count
+        dropped.per_value[name] = dropped.per_value.get(name, 0) + count
     return keep
 
 
-def _check_size(n_stars: int, dropped: Mapping[str, int], min_stars: int) -> None:
+def _check_size(n_stars: int, n_dropped: int, min_stars: int) -> None:
     if n_stars >= min_stars:
         return
-    after = f" after dropping {sum(dropped.values())}" if dropped else ""
+    after = f" after dropping {n_dropped}" if n_dropped else ""
     raise CatalogueError(
         f"only {n_stars} stars{after}, fewer than min_stars={min_stars}: a "
         "distribution function cannot be learned from so few; use a larger "
@@ -678,17 +688,18 @@ def _components_first(q: u.Quantity, name: str) -> u.Quantity:
 
 
 def _checked_skycoord(
-    coord: SkyCoord, drop_invalid: bool, dropped: dict[str, int]
+    coord: SkyCoord, drop_invalid: bool, dropped: _DropLog
 ) -> SkyCoord:
     """The stars of ``coord`` with distances and full velocities, all finite."""
     coord = coord.reshape((1,)) if coord.isscalar else coord.ravel()
     name = type(coord.frame).__name__
-    if not coord.cartesian.x.unit.is_equivalent(u.kpc):
+    data = coord.data
+    if not any(getattr(data, c).unit.is_equivalent(u.kpc) for c in data.components):
         raise CatalogueError(
             f"the {name} SkyCoord has no distances; create it with distance= "
             "(e.g. distance=Distance(parallax=plx))"
         )
-    diff = coord.data.differentials.get("s")
+    diff = data.differentials.get("s")
     if diff is None:
         raise CatalogueError(
             f"the {name} SkyCoord has no velocities; create it with proper "
@@ -763,7 +774,7 @@ def _table_to_icrs(
     table: Table,
     columns: Mapping[str, str] | None,
     drop_invalid: bool,
-    dropped: dict[str, int],
+    dropped: _DropLog,
 ) -> SkyCoord:
     """ICRS SkyCoord of the finite rows of a table with unit-ful columns."""
     names = dict(DEFAULT_COLUMNS)
