@@ -311,8 +311,7 @@ _CSV_HEADER = re.compile(r"^(?P<name>.*?)\s*\[(?P<unit>[^\[\]]*)\]$")
 
 
 class CatalogueError(ValueError):
-    """A catalogue that cannot become phase-space coordinates; the message says why
-    and how to fix it."""
+    """A catalogue that cannot become phase space; the message says why and the fix."""
 
 
 @dataclass(frozen=True, eq=False)
