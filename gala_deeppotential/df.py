@@ -1,0 +1,773 @@
+"""The distribution function: an ensemble of normalizing flows fitted to a snapshot."""
+
+from __future__ import annotations
+
+__all__ = ["MIN_STARS", "FlowEnsemble", "fit_distribution_function"]
+
+import hashlib
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import io
+from .flows import BatchedFlow, build_flow
+from .phasespace import Standardizer
+
+#: Fewest stars :meth:`FlowEnsemble.fit` accepts. With the default 10%
+#: validation split, 1000 stars leave 100 for early stopping, where the
+#: validation loss has a standard error of about 0.2 nats (ln f of a 6-D
+#: Gaussian has a spread of sqrt(3) = 1.7 nats); fewer stars make the stopping
+#: epoch, and so the fitted DF, mostly noise.
+MIN_STARS = 1000
+
+_KIND = "flow_ensemble"
+_CHECKPOINT_KIND = "flow_ensemble_checkpoint"
+_CHECKPOINT_FILE = "checkpoint.pt"
+# Rows per member in one batched evaluation: bounds memory (with autograd, a
+# chunk of K * rows points costs about 8 kB each) whatever N is.
+_EVAL_POINTS = 2**15
+
+
+class FlowEnsemble:
+    r"""An ensemble of K normalizing flows as a phase-space distribution function.
+
+    The ensemble density is the mean of its members' densities,
+
+    .. math::
+
+        f(x, v) = \frac{1}{K} \sum_{k=1}^{K} f_k(x, v), \qquad
+        f_k(y) = p_k\big(s(y)\big)\,
+            \left|\det \frac{\partial s}{\partial y}\right|,
+
+    where :math:`y = (x, v)`, :math:`s(y)` is the :class:`Standardizer` fitted
+    to the training data and :math:`p_k` is member k, a spline flow (see
+    :class:`~gala_deeppotential.flows.BatchedFlow`). Members are trained
+    independently by maximum likelihood but batched into one module, so K
+    members cost far less than K times one. All densities are in the caller's
+    coordinates and units: f integrates to one over phase space.
+
+    Parameters
+    ----------
+    n_flows : int
+        Number of members K.
+    n_steps : int
+        Flow steps per member (rescale, LU linear, spline coupling).
+    n_bins : int
+        Spline bins.
+    hidden_features, n_hidden_layers : int
+        Width and depth of each coupling conditioner.
+    tail_bound : float
+        Half-width of the spline box, in standardized units.
+    activation : {"silu", "relu"}
+        Conditioner nonlinearity; the smooth SiLU gives smoother gradients of
+        ln f.
+    asinh_axes : sequence of int
+        Heavy-tailed axes of the data, passed through an asinh by the
+        :class:`Standardizer`; the positions by default.
+    device : str or :class:`torch.device`
+        ``"cpu"``, ``"cuda"`` (or ``"gpu"``), or ``"cuda:1"`` etc.
+
+    Attributes
+    ----------
+    flow : :class:`~gala_deeppotential.flows.BatchedFlow` or None
+        The members, once fitted or loaded.
+    standardizer : :class:`Standardizer` or None
+    history : dict
+        Per epoch: ``"epoch"``, ``"train_loss"`` and ``"val_loss"`` (lists of
+        K values of :math:`-\langle \ln f_k \rangle` in the caller's units),
+        ``"lr"`` and ``"wall_s"``; after fitting, ``"best_epoch"`` per member.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> data = rng.normal(size=(2000, 6))
+    >>> df = FlowEnsemble(n_flows=2).fit(data, epochs=2, seed=0)
+    >>> x, v = df.sample(5, seed=1)
+    >>> df.log_prob(x, v).shape
+    torch.Size([5])
+    """
+
+    def __init__(
+        self,
+        n_flows: int = 4,
+        *,
+        n_steps: int = 4,
+        n_bins: int = 8,
+        hidden_features: int = 64,
+        n_hidden_layers: int = 2,
+        tail_bound: float = 5.0,
+        activation: str = "silu",
+        asinh_axes: tuple[int, ...] = (0, 1, 2),
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if int(n_flows) != n_flows or n_flows < 1:
+            raise ValueError(f"n_flows must be a positive integer, got {n_flows!r}")
+        self.config: dict[str, Any] = {
+            "n_flows": int(n_flows),
+            "n_steps": int(n_steps),
+            "n_bins": int(n_bins),
+            "hidden_features": int(hidden_features),
+            "n_hidden_layers": int(n_hidden_layers),
+            "tail_bound": float(tail_bound),
+            "activation": activation,
+            "asinh_axes": [int(i) for i in asinh_axes],
+        }
+        self.device = _resolve_device(device)
+        self.flow: BatchedFlow | None = None
+        self.standardizer: Standardizer | None = None
+        self.history: dict[str, list] = _empty_history()
+
+    @property
+    def n_flows(self) -> int:
+        """Number of members K."""
+        return self.config["n_flows"]
+
+    def __len__(self) -> int:
+        return self.n_flows
+
+    def __repr__(self) -> str:
+        state = "fitted" if self.flow is not None else "not fitted"
+        return f"FlowEnsemble(n_flows={self.n_flows}, device={self.device}, {state})"
+
+    def _build(self, seed: int) -> BatchedFlow:
+        cfg = self.config
+        return build_flow(
+            6,
+            n_members=cfg["n_flows"],
+            n_steps=cfg["n_steps"],
+            n_bins=cfg["n_bins"],
+            hidden_features=cfg["hidden_features"],
+            n_hidden_layers=cfg["n_hidden_layers"],
+            tail_bound=cfg["tail_bound"],
+            activation=cfg["activation"],
+            seed=seed,
+        ).to(self.device)
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(
+        self,
+        data: np.ndarray | torch.Tensor,
+        *,
+        epochs: int = 60,
+        batch_size: int = 1024,
+        lr: float = 2e-3,
+        warmup_fraction: float = 0.05,
+        validation_fraction: float = 0.1,
+        patience: int = 10,
+        clip_norm: float = 10.0,
+        seed: int = 0,
+        threads: int | None = None,
+        progress: bool = False,
+        checkpoint_dir: str | os.PathLike | None = None,
+        time_limit: float | None = None,
+    ) -> FlowEnsemble:
+        r"""Fit every member to a phase-space sample by maximum likelihood.
+
+        Each member minimises :math:`-\langle \ln p_k(s) \rangle` over its own
+        shuffled minibatches of the same training stars, with Rectified Adam
+        (Liu et al. 2019; :class:`torch.optim.RAdam`), a linear warm-up then
+        cosine decay of the learning rate, and its gradient norm clipped
+        separately. After each epoch the held-out validation loss is
+        computed per member; a member whose loss has not improved for
+        ``patience`` epochs stops improving, and at the end every member
+        gets back its best weights.
+
+        Parameters
+        ----------
+        data : array or :class:`torch.Tensor`, shape (N, 6)
+            Positions then velocities, :math:`(x, y, z, v_x, v_y, v_z)`, in
+            any consistent units; at least :data:`MIN_STARS` rows.
+        epochs : int
+            Passes over the training stars; sets the length of the schedule.
+        batch_size : int
+            Stars per member per step.
+        lr : float
+            Peak learning rate.
+        warmup_fraction : float
+            Fraction of the schedule spent warming up linearly from zero.
+        validation_fraction : float
+            Fraction of the stars held out for early stopping.
+        patience : int
+            Epochs without improvement before a member stops; training ends
+            when all have stopped.
+        clip_norm : float
+            Maximum gradient norm, per member.
+        seed : int
+            Seeds the split, the initial weights and the minibatches: on the
+            CPU with the same ``threads``, the same seed gives bit-identical
+            members.
+        threads : int, optional
+            Torch intra-op threads while fitting (restored afterwards).
+        progress : bool
+            Show a tqdm progress bar.
+        checkpoint_dir : str or path-like, optional
+            Write the full training state there after every epoch. If it
+            already holds a checkpoint of this same fit (same data, settings
+            and seed), training resumes from it instead of starting over,
+            so an interrupted fit (Ctrl-C, a kill, a crash) loses at most
+            one epoch; a finished one returns at once.
+        time_limit : float, optional
+            Wall-clock budget in seconds, including resumed time. The
+            schedule then follows whichever of the epoch or time budget runs
+            out first, so results depend on machine speed.
+
+        Returns
+        -------
+        self : :class:`FlowEnsemble`
+
+        Raises
+        ------
+        ValueError
+            For bad data (see :data:`MIN_STARS`), or a checkpoint of a
+            different fit in ``checkpoint_dir``.
+        FloatingPointError
+            If the loss becomes NaN or infinite (lower ``lr``).
+        """
+        y = _as_phase_space(data)
+        settings = {
+            "epochs": int(epochs),
+            "batch_size": int(batch_size),
+            "lr": float(lr),
+            "warmup_fraction": float(warmup_fraction),
+            "validation_fraction": float(validation_fraction),
+            "patience": int(patience),
+            "clip_norm": float(clip_norm),
+            "seed": int(seed),
+            "time_limit": None if time_limit is None else float(time_limit),
+            "data_sha256": hashlib.sha256(y.numpy().tobytes()).hexdigest(),
+        }
+        if not 0 < validation_fraction < 1:
+            raise ValueError("validation_fraction must lie in (0, 1)")
+        old_threads = torch.get_num_threads()
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        try:
+            _Trainer(self, y, settings, checkpoint_dir, progress).run()
+        finally:
+            torch.set_num_threads(old_threads)
+        return self
+
+    # ----------------------------------------------------------- evaluation
+
+    def _require_fitted(self) -> tuple[BatchedFlow, Standardizer]:
+        if self.flow is None or self.standardizer is None:
+            raise RuntimeError("this FlowEnsemble is not fitted; call fit() or load()")
+        return self.flow, self.standardizer
+
+    def _log_prob_y(self, y: torch.Tensor) -> torch.Tensor:
+        """Ensemble ln f at points ``y`` (N, 6) on the model's device and dtype."""
+        flow, scaler = self._require_fitted()
+        s = scaler.transform(y)
+        member = flow.log_prob(s)
+        mixture = torch.logsumexp(member, dim=0) - math.log(flow.n_members)
+        return mixture + scaler.log_abs_det_jacobian(y)
+
+    def _batches(self, y: torch.Tensor, batch_size: int | None) -> list:
+        rows = int(batch_size or max(1024, _EVAL_POINTS // self.n_flows))
+        return list(torch.split(y, rows))
+
+    def log_prob(
+        self,
+        x: np.ndarray | torch.Tensor,
+        v: np.ndarray | torch.Tensor,
+        *,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        r"""Ensemble :math:`\ln f(x, v) = \ln \frac{1}{K}\sum_k f_k(x, v)`.
+
+        Parameters
+        ----------
+        x, v : array or :class:`torch.Tensor`, shape (N, 3)
+            Positions and velocities in the units of the training data.
+        batch_size : int, optional
+            Points per evaluation chunk; the default bounds memory.
+
+        Returns
+        -------
+        log_f : :class:`torch.Tensor`, shape (N,)
+            On the model's device, float32, without gradient; normalised
+            over phase space in the caller's units.
+        """
+        y = self._points(x, v)
+        with torch.no_grad():
+            return torch.cat(
+                [self._log_prob_y(c) for c in self._batches(y, batch_size)]
+            )
+
+    def grad_log_prob(
+        self,
+        x: np.ndarray | torch.Tensor,
+        v: np.ndarray | torch.Tensor,
+        *,
+        batch_size: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Gradients :math:`(\nabla_x \ln f, \nabla_v \ln f)` of the ensemble DF.
+
+        Evaluated by autograd through the flows and the standardizer's
+        Jacobian, in chunks so that memory stays bounded for any N.
+
+        Parameters
+        ----------
+        x, v : array or :class:`torch.Tensor`, shape (N, 3)
+            Positions and velocities in the units of the training data.
+        batch_size : int, optional
+            Points per chunk.
+
+        Returns
+        -------
+        grad_x, grad_v : :class:`torch.Tensor`, shape (N, 3)
+            [1/length] and [time/length], on the model's device, float32.
+        """
+        y = self._points(x, v)
+        out = []
+        for chunk in self._batches(y, batch_size):
+            chunk = chunk.detach().requires_grad_(True)
+            with torch.enable_grad():
+                (grad,) = torch.autograd.grad(self._log_prob_y(chunk).sum(), chunk)
+            out.append(grad)
+        grad = torch.cat(out)
+        return grad[:, :3], grad[:, 3:]
+
+    def _points(
+        self, x: np.ndarray | torch.Tensor, v: np.ndarray | torch.Tensor
+    ) -> torch.Tensor:
+        """Validate ``x``, ``v`` (N, 3) and stack them on the model's device/dtype."""
+        flow, _ = self._require_fitted()
+        param = next(flow.parameters())
+        parts = []
+        for name, value in (("x", x), ("v", v)):
+            t = torch.as_tensor(value).to(device=param.device, dtype=param.dtype)
+            if t.ndim != 2 or t.shape[1] != 3:
+                raise ValueError(f"{name} must be shaped (N, 3), got {tuple(t.shape)}")
+            parts.append(t)
+        if parts[0].shape[0] != parts[1].shape[0]:
+            raise ValueError(
+                f"x and v hold different numbers of points "
+                f"({parts[0].shape[0]} and {parts[1].shape[0]})"
+            )
+        y = torch.cat(parts, dim=1)
+        if not bool(torch.isfinite(y).all()):
+            raise ValueError("x and v must be finite (found NaN or inf)")
+        return y
+
+    def sample(
+        self, n: int, *, seed: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` points from the mixture :math:`f = \\frac{1}{K}\\sum_k f_k`.
+
+        Each point picks a member uniformly at random, then is drawn from it.
+
+        Parameters
+        ----------
+        n : int
+            Number of points.
+        seed : int, optional
+            Seed; the same seed gives the same points on the same device.
+
+        Returns
+        -------
+        x, v : :class:`torch.Tensor`, shape (n, 3)
+            Positions and velocities in the units of the training data, on
+            the model's device, float32.
+        """
+        flow, scaler = self._require_fitted()
+        if int(n) != n or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        n = int(n)
+        generator = torch.Generator()
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(int(seed))
+        member = torch.randint(self.n_flows, (n,), generator=generator)
+        counts = torch.bincount(member, minlength=self.n_flows).tolist()
+        drawn: list[list[torch.Tensor]] = [[] for _ in counts]
+        rows = max(1024, _EVAL_POINTS // self.n_flows)
+        with torch.no_grad():
+            for start in range(0, max(counts, default=0), rows):
+                size = min(rows, max(counts) - start)
+                s = flow.sample(size, generator).to("cpu", torch.float64)
+                for k, count in enumerate(counts):
+                    drawn[k].append(s[k, : max(0, min(size, count - start))])
+        s = torch.empty(n, 6, dtype=torch.float64)
+        for k, pieces in enumerate(drawn):
+            if pieces:
+                s[member == k] = torch.cat(pieces)
+        y = scaler.inverse(s).to(next(flow.parameters()))
+        return y[:, :3].contiguous(), y[:, 3:].contiguous()
+
+    # --------------------------------------------------- members, save/load
+
+    def member(self, index: int) -> FlowEnsemble:
+        """Member ``index`` on its own, as a one-flow :class:`FlowEnsemble` (a copy)."""
+        flow, scaler = self._require_fitted()
+        if not -self.n_flows <= index < self.n_flows:
+            raise IndexError(f"member {index} out of range for {self.n_flows} flows")
+        index %= self.n_flows
+        out = FlowEnsemble(**{**self.config, "n_flows": 1}, device=self.device)
+        out.flow = flow.select([index])
+        out.standardizer = scaler
+        out.history = {
+            key: (
+                [[row[index]] for row in rows]
+                if key in ("train_loss", "val_loss")
+                else [rows[index]]
+                if key == "best_epoch"
+                else list(rows)
+            )
+            for key, rows in self.history.items()
+        }
+        return out
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the ensemble to a safe model file (see :mod:`gala_deeppotential.io`).
+
+        Returns
+        -------
+        path : :class:`pathlib.Path`
+        """
+        flow, scaler = self._require_fitted()
+        return io.save(
+            path,
+            kind=_KIND,
+            tensors=flow.state_dict(),
+            metadata={
+                "config": self.config,
+                "standardizer": scaler.to_dict(),
+                "history": self.history,
+            },
+        )
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, *, device: str | torch.device = "cpu"
+    ) -> FlowEnsemble:
+        """Read an ensemble written by :meth:`save`; ``log_prob`` is unchanged."""
+        out = cls(**io.load(path, kind=_KIND)[1]["config"], device=device)
+        tensors, meta = io.load(path, kind=_KIND, device=str(out.device))
+        out.flow = out._build(seed=0)
+        out.flow.load_state_dict(tensors)
+        out.standardizer = Standardizer.from_dict(meta["standardizer"])
+        out.history = meta["history"]
+        return out
+
+
+def fit_distribution_function(
+    data: np.ndarray | torch.Tensor,
+    n_flows: int = 4,
+    *,
+    n_steps: int = 4,
+    n_bins: int = 8,
+    hidden_features: int = 64,
+    n_hidden_layers: int = 2,
+    tail_bound: float = 5.0,
+    activation: str = "silu",
+    asinh_axes: tuple[int, ...] = (0, 1, 2),
+    device: str | torch.device = "cpu",
+    **fit_options: Any,
+) -> FlowEnsemble:
+    """Fit a :class:`FlowEnsemble` to a phase-space sample in one call.
+
+    Parameters
+    ----------
+    data : array or :class:`torch.Tensor`, shape (N, 6)
+        Positions then velocities in any consistent units.
+    n_flows, n_steps, n_bins, hidden_features, n_hidden_layers, tail_bound, \
+activation, asinh_axes, device
+        The model; see :class:`FlowEnsemble`.
+    **fit_options
+        Passed to :meth:`FlowEnsemble.fit` (``epochs``, ``seed``,
+        ``checkpoint_dir``, ...).
+
+    Returns
+    -------
+    df : :class:`FlowEnsemble`
+    """
+    ensemble = FlowEnsemble(
+        n_flows,
+        n_steps=n_steps,
+        n_bins=n_bins,
+        hidden_features=hidden_features,
+        n_hidden_layers=n_hidden_layers,
+        tail_bound=tail_bound,
+        activation=activation,
+        asinh_axes=asinh_axes,
+        device=device,
+    )
+    return ensemble.fit(data, **fit_options)
+
+
+class _Trainer:
+    """One fit of a :class:`FlowEnsemble`: state, checkpoints and the loop."""
+
+    def __init__(
+        self,
+        ensemble: FlowEnsemble,
+        y: torch.Tensor,
+        settings: dict[str, Any],
+        checkpoint_dir: str | os.PathLike | None,
+        progress: bool,
+    ) -> None:
+        self.ensemble = ensemble
+        self.settings = settings
+        self.progress = progress
+        self.path = None if checkpoint_dir is None else Path(checkpoint_dir)
+        device = ensemble.device
+        self.generator = torch.Generator().manual_seed(settings["seed"])
+        n_val = max(1, round(settings["validation_fraction"] * len(y)))
+        order = torch.randperm(len(y), generator=self.generator)
+        y_val, y_train = y[order[:n_val]], y[order[n_val:]]
+        self.scaler = Standardizer.fit(y_train, ensemble.config["asinh_axes"])
+        # Losses are reported in the caller's units: -<ln f> = -<ln p(s)> - <ln|J|>.
+        self.offset_train = float(self.scaler.log_abs_det_jacobian(y_train).mean())
+        self.offset_val = float(self.scaler.log_abs_det_jacobian(y_val).mean())
+        self.s_train = self.scaler.transform(y_train).to(device, torch.float32)
+        self.s_val = self.scaler.transform(y_val).to(device, torch.float32)
+        self.flow = ensemble._build(settings["seed"])
+        self.keys = sorted(self.flow.member_keys())
+        self.optimizer = torch.optim.RAdam(self.flow.parameters(), lr=settings["lr"])
+        self.batch = min(settings["batch_size"], len(y_train))
+        self.steps_per_epoch = len(y_train) // self.batch
+        self.total_steps = settings["epochs"] * self.steps_per_epoch
+        k = ensemble.n_flows
+        self.epoch = 0
+        self.step = 0
+        self.elapsed = 0.0
+        self.finished = False
+        self.best_val = torch.full((k,), math.inf)
+        self.since_best = torch.zeros(k, dtype=torch.long)
+        self.best = {name: self.flow.state_dict()[name].clone() for name in self.keys}
+        self.history = _empty_history()
+
+    # Checkpoints hold everything the loop reads, so a resumed fit is
+    # bit-identical to an uninterrupted one.
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        tensors = {f"flow.{k}": v for k, v in self.flow.state_dict().items()}
+        tensors.update({f"best.{k}": v for k, v in self.best.items()})
+        for i, state in self.optimizer.state_dict()["state"].items():
+            tensors.update({f"optim.{i}.{key}": val for key, val in state.items()})
+        tensors["rng"] = self.generator.get_state()
+        tensors["best_val"] = self.best_val
+        tensors["since_best"] = self.since_best
+        io.save(
+            self.path / _CHECKPOINT_FILE,
+            kind=_CHECKPOINT_KIND,
+            tensors=tensors,
+            metadata={
+                "config": self.ensemble.config,
+                "settings": self.settings,
+                "epoch": self.epoch,
+                "step": self.step,
+                "elapsed": self.elapsed,
+                "finished": self.finished,
+                "history": self.history,
+            },
+        )
+
+    def _resume(self) -> None:
+        if self.path is None or not (self.path / _CHECKPOINT_FILE).is_file():
+            return
+        tensors, meta = io.load(
+            self.path / _CHECKPOINT_FILE,
+            kind=_CHECKPOINT_KIND,
+            device=str(self.ensemble.device),
+        )
+        if meta["config"] != self.ensemble.config or meta["settings"] != self.settings:
+            raise ValueError(
+                f"{self.path} holds a checkpoint of a different fit (other data, "
+                "model or settings); pass a fresh checkpoint_dir or delete it"
+            )
+        self.flow.load_state_dict(
+            {k[5:]: v for k, v in tensors.items() if k.startswith("flow.")}
+        )
+        self.best = {k: tensors[f"best.{k}"] for k in self.keys}
+        optim = self.optimizer.state_dict()
+        optim["state"] = {}
+        for name, value in tensors.items():
+            if name.startswith("optim."):
+                _, i, key = name.split(".", 2)
+                optim["state"].setdefault(int(i), {})[key] = value
+        self.optimizer.load_state_dict(optim)
+        self.generator.set_state(tensors["rng"].cpu())
+        self.best_val = tensors["best_val"].cpu()
+        self.since_best = tensors["since_best"].cpu()
+        self.epoch, self.step = meta["epoch"], meta["step"]
+        self.elapsed, self.finished = meta["elapsed"], meta["finished"]
+        self.history = meta["history"]
+
+    def _learning_rate(self, start: float) -> float | None:
+        """Warm-up then cosine decay; None once the step or time budget is spent."""
+        frac = (self.step + 1) / self.total_steps
+        limit = self.settings["time_limit"]
+        if limit is not None:
+            frac = max(frac, (time.perf_counter() - start) / limit)
+        if frac > 1:
+            return None
+        warmup = self.settings["warmup_fraction"]
+        warm = min(1.0, frac / warmup) if warmup > 0 else 1.0
+        return self.settings["lr"] * warm * 0.5 * (1 + math.cos(math.pi * frac))
+
+    def _clip(self) -> None:
+        """Clip each member's gradient norm separately: members are independent."""
+        grads = [p.grad for p in self.flow.parameters()]
+        norm = torch.stack([g.square().flatten(1).sum(1) for g in grads]).sum(0).sqrt()
+        factor = (self.settings["clip_norm"] / (norm + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(factor.view(-1, *[1] * (g.ndim - 1)))
+
+    def _validation_loss(self) -> torch.Tensor:
+        rows = max(1024, _EVAL_POINTS // self.ensemble.n_flows)
+        total = torch.zeros(self.ensemble.n_flows, device=self.s_val.device)
+        with torch.no_grad():
+            for chunk in torch.split(self.s_val, rows):
+                total -= self.flow.log_prob(chunk).sum(dim=1)
+        return (total / len(self.s_val)).cpu()
+
+    def _epoch(self, start: float) -> bool:
+        """Train one epoch and validate; return False if the budget ran out."""
+        k = self.ensemble.n_flows
+        device = self.s_train.device
+        order = torch.argsort(
+            torch.rand(k, len(self.s_train), generator=self.generator), dim=1
+        ).to(device)
+        loss_sum = torch.zeros(k, device=device)
+        done = 0
+        lr = None
+        for j in range(self.steps_per_epoch):
+            lr = self._learning_rate(start)
+            if lr is None:
+                break
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            batch = self.s_train[order[:, j * self.batch : (j + 1) * self.batch]]
+            nll = -self.flow.log_prob(batch).mean(dim=1)
+            if not bool(torch.isfinite(nll).all()):
+                raise FloatingPointError(
+                    f"the training loss became {nll.tolist()} at step {self.step}; "
+                    "lower lr or clip_norm"
+                )
+            self.optimizer.zero_grad()
+            nll.sum().backward()
+            self._clip()
+            self.optimizer.step()
+            loss_sum += nll.detach()
+            done += 1
+            self.step += 1
+            if self.bar is not None:
+                self.bar.update()
+        if done == 0:
+            return False
+        self.epoch += 1
+        val = self._validation_loss()
+        improved = val < self.best_val
+        state = self.flow.state_dict()
+        for name in self.keys:
+            self.best[name][improved.to(device)] = state[name][improved.to(device)]
+        self.best_val = torch.where(improved, val, self.best_val)
+        self.since_best = torch.where(improved, 0, self.since_best + 1)
+        history = self.history
+        history["epoch"].append(self.epoch)
+        history["train_loss"].append(
+            (loss_sum.cpu() / done - self.offset_train).tolist()
+        )
+        history["val_loss"].append((val - self.offset_val).tolist())
+        history["lr"].append(lr if lr is not None else 0.0)
+        history["wall_s"].append(time.perf_counter() - start)
+        if self.bar is not None:
+            self.bar.set_postfix(val_loss=f"{float(val.mean()) - self.offset_val:.4f}")
+        return done == self.steps_per_epoch
+
+    def run(self) -> None:
+        self._resume()
+        self.bar = None
+        if self.progress and not self.finished:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=self.total_steps, initial=self.step, desc="flows", unit="step"
+            )
+        start = time.perf_counter() - self.elapsed
+        try:
+            while not self.finished:
+                in_budget = self._epoch(start)
+                self.elapsed = time.perf_counter() - start
+                patience_out = bool(
+                    (self.since_best >= self.settings["patience"]).all()
+                )
+                self.finished = (
+                    not in_budget
+                    or patience_out
+                    or self.epoch >= self.settings["epochs"]
+                )
+                self._save()
+        except KeyboardInterrupt as err:
+            if self.path is not None:
+                err.add_note(
+                    f"flow training stopped at epoch {self.epoch}; call fit() again "
+                    f"with checkpoint_dir={str(self.path)!r} to resume"
+                )
+            raise
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+        state = self.flow.state_dict()
+        state.update(self.best)
+        self.flow.load_state_dict(state)
+        self.history["best_epoch"] = [
+            int(np.argmin(col)) + 1
+            for col in zip(*self.history["val_loss"], strict=True)
+        ]
+        self.ensemble.flow = self.flow
+        self.ensemble.standardizer = self.scaler
+        self.ensemble.history = self.history
+
+
+def _empty_history() -> dict[str, list]:
+    return {"epoch": [], "train_loss": [], "val_loss": [], "lr": [], "wall_s": []}
+
+
+def _as_phase_space(data: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Validate an (N, 6) sample and return it as a float64 CPU tensor."""
+    if isinstance(data, torch.Tensor):
+        y = data.detach().to("cpu", torch.float64)
+    else:
+        y = torch.as_tensor(np.asarray(data, dtype=np.float64))
+    if y.ndim != 2 or y.shape[1] != 6:
+        raise ValueError(
+            "data must be an (N, 6) array of positions then velocities "
+            f"(x, y, z, v_x, v_y, v_z); got shape {tuple(y.shape)}"
+        )
+    bad = (~torch.isfinite(y).all(dim=1)).nonzero().flatten()
+    if len(bad):
+        raise ValueError(
+            f"{len(bad)} rows of data hold NaN or inf (rows {bad[:5].tolist()}"
+            f"{', ...' if len(bad) > 5 else ''}); drop them before fitting"
+        )
+    if len(y) < MIN_STARS:
+        raise ValueError(
+            f"{len(y)} stars are too few to fit a distribution function; "
+            f"at least {MIN_STARS} are needed (see gala_deeppotential.df.MIN_STARS)"
+        )
+    return y
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    """The one place where ``"gpu"`` means ``"cuda"``, checked for availability."""
+    name = str(device)
+    if name == "gpu" or name.startswith("gpu:"):
+        name = "cuda" + name[3:]
+    resolved = torch.device(name)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device={device!r} was requested but torch sees no CUDA device "
+            "(torch.cuda.is_available() is False); use device='cpu'"
+        )
+    return resolved
