@@ -17,6 +17,7 @@ import torch
 from . import io
 from .flows import BatchedFlow, build_flow
 from .phasespace import Standardizer
+from .runtime import resolve_device, torch_threads
 
 #: Fewest stars :meth:`FlowEnsemble.fit` accepts. With the default 10%
 #: validation split, 1000 stars leave 100 for early stopping, where the
@@ -117,7 +118,7 @@ class FlowEnsemble:
             "activation": activation,
             "asinh_axes": [int(i) for i in asinh_axes],
         }
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.flow: BatchedFlow | None = None
         self.standardizer: Standardizer | None = None
         self.history: dict[str, list] = _empty_history()
@@ -244,13 +245,8 @@ class FlowEnsemble:
         }
         if not 0 < validation_fraction < 1:
             raise ValueError("validation_fraction must lie in (0, 1)")
-        old_threads = torch.get_num_threads()
-        if threads is not None:
-            torch.set_num_threads(int(threads))
-        try:
+        with torch_threads(threads):
             _Trainer(self, y, settings, checkpoint_dir, progress).run()
-        finally:
-            torch.set_num_threads(old_threads)
         return self
 
     # ----------------------------------------------------------- evaluation
@@ -757,17 +753,3 @@ def _as_phase_space(data: np.ndarray | torch.Tensor) -> torch.Tensor:
             f"at least {MIN_STARS} are needed (see gala_deeppotential.df.MIN_STARS)"
         )
     return y
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    """The one place where ``"gpu"`` means ``"cuda"``, checked for availability."""
-    name = str(device)
-    if name == "gpu" or name.startswith("gpu:"):
-        name = "cuda" + name[3:]
-    resolved = torch.device(name)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device={device!r} was requested but torch sees no CUDA device "
-            "(torch.cuda.is_available() is False); use device='cpu'"
-        )
-    return resolved

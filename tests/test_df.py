@@ -256,7 +256,7 @@ def test_bad_points_and_unfitted_use_are_refused(gaussian_fit):
 
 
 def test_device_names_are_normalised():
-    assert df_module._resolve_device("cpu") == torch.device("cpu")
+    assert FlowEnsemble(device="cpu").device == torch.device("cpu")
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA device"):
             FlowEnsemble(device="gpu")
