@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .gala_potential import DeepPotential
 from .mocks import PlummerTruth, plummer_sample
 
-__all__ = ["PlummerTruth", "__version__", "plummer_sample"]
+__all__ = ["DeepPotential", "PlummerTruth", "__version__", "plummer_sample"]
