@@ -9,8 +9,6 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,6 +24,7 @@ from gala.units import DimensionlessUnitSystem, UnitSystem
 
 from . import io
 from .nn import PotentialNet
+from .runtime import torch_threads
 
 #: Model-file kind written by :meth:`DeepPotential.save`.
 MODEL_KIND = "deep_potential"
@@ -109,20 +108,6 @@ class _FastNet:
             delta = torch.mm(delta, w).mul_(d1)
         grad = torch.mm(delta, self.weights[0])
         return phi, grad.mul_(self.phi_scale / self.length_scale)
-
-
-@contextmanager
-def _torch_threads(n_threads: int | None) -> Iterator[None]:
-    """Run the block with ``n_threads`` intra-op threads, then restore."""
-    previous = torch.get_num_threads()
-    if n_threads is None or n_threads == previous:
-        yield
-        return
-    torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _checksum(net: PotentialNet) -> str:
@@ -482,19 +467,19 @@ class DeepPotential(PotentialBase):
         return torch.from_numpy(x / self._scales()[0]).to(self.dtype)
 
     def _local_energy(self, x: np.ndarray) -> np.ndarray:
-        with torch.no_grad(), _torch_threads(self.n_threads):
+        with torch.no_grad(), torch_threads(self.n_threads):
             phi = self._cache().energy(self._input(x))
         return phi.numpy().astype(np.float64) * self._scales()[1]
 
     def _local_gradient(self, x: np.ndarray) -> np.ndarray:
-        with torch.no_grad(), _torch_threads(self.n_threads):
+        with torch.no_grad(), torch_threads(self.n_threads):
             grad = self._cache().value_and_grad(self._input(x))[1]
         length, energy = self._scales()
         return grad.numpy().astype(np.float64) * (energy / length)
 
     def _local_laplacian(self, x: np.ndarray) -> np.ndarray:
         net = self._cache().net
-        with _torch_threads(self.n_threads):
+        with torch_threads(self.n_threads):
             lap = [
                 net.grad_and_laplacian(chunk)[2].detach()
                 for chunk in torch.split(self._input(x), _CHUNK)
@@ -518,7 +503,7 @@ class DeepPotential(PotentialBase):
 
     def _hessian(self, q: np.ndarray, t=0.0) -> np.ndarray:
         net = self._cache().net
-        with _torch_threads(self.n_threads):
+        with torch_threads(self.n_threads):
             hess = [
                 net.hessian(chunk)
                 for chunk in torch.split(self._input(self._to_local(q)), _CHUNK)
@@ -606,6 +591,7 @@ class DeepPotential(PotentialBase):
         n_directions: int = 256,
         interpolation_method: str = "cspline",
         asphericity_tolerance: float = 0.01,
+        keep_gauge: bool = True,
     ) -> SphericalSplinePotential:
         r"""Export the angle-averaged potential as a C-speed spline.
 
@@ -613,10 +599,10 @@ class DeepPotential(PotentialBase):
         over ``n_directions`` directions, at ``r = 0`` and ``n_knots - 1``
         radii log-spaced from ``r_min`` to ``r_max``, for gala's
         :class:`~gala.potential.SphericalSplinePotential`. Beyond ``r_max``
-        that potential continues as :math:`\bar\Phi(r_{\max}) r_{\max}/r`,
-        so the table is shifted by a constant that makes this Keplerian tail
-        meet the network's radial force at ``r_max``: forces are continuous,
-        and energies differ from the network's by that constant.
+        that potential continues as the Keplerian
+        :math:`\bar\Phi(r_{\max}) r_{\max}/r`, which is right when the
+        gauge has :math:`\Phi \to 0` at infinity, as the ``"kepler"`` gauge of
+        :func:`~gala_deeppotential.fit.fit_potential` does.
 
         Parameters
         ----------
@@ -635,6 +621,18 @@ class DeepPotential(PotentialBase):
             Warn with :class:`AsphericityWarning` when :meth:`asphericity`
             exceeds this: the export then misses forces by about that
             fraction.
+        keep_gauge : bool
+            Keep the network's additive constant, so that energies inside
+            ``r_max`` equal the network's. Otherwise shift the table so that
+            the Keplerian tail meets the network's radial force at ``r_max``
+            (forces continuous there, energies offset by a constant); use this
+            for a network in another gauge, e.g. :math:`\Phi(0) = 0`.
+
+        Raises
+        ------
+        ValueError
+            If ``keep_gauge`` and :math:`\bar\Phi(r_{\max}) \geq 0`, where
+            the tail would repel.
 
         Returns
         -------
@@ -658,8 +656,17 @@ class DeepPotential(PotentialBase):
         dirs = _directions(n_directions)
         phi = self._local_energy((r_knots[:, None, None] * dirs).reshape(-1, 3))
         phi = phi.reshape(n_knots, n_directions).mean(axis=1)
-        g_out = np.mean(np.sum(self._local_gradient(r_max * dirs) * dirs, axis=1))
-        shift = -r_max * g_out - phi[-1]
+        if keep_gauge:
+            if phi[-1] >= 0:
+                raise ValueError(
+                    f"the angle-averaged potential at r_max is {phi[-1]:.4g} >= 0, "
+                    "so the Keplerian tail beyond r_max would repel; use the "
+                    "'kepler' gauge of fit_potential, or keep_gauge=False"
+                )
+            shift = 0.0
+        else:
+            g_out = self._local_gradient(r_max * dirs)
+            shift = -r_max * np.mean(np.sum(g_out * dirs, axis=1)) - phi[-1]
         return SphericalSplinePotential(
             r_knots=self._with_units(r_knots, "length"),
             spline_values=self._with_units(phi + shift, "specific energy"),

@@ -1,0 +1,186 @@
+"""Orbit speed of ``DeepPotential`` and its C-speed exports against gala's C Plummer.
+
+Integrates the same 1000 orbits (drawn from the Plummer DF, m = 1e11 Msun,
+b = 3 kpc) for 1000 Leapfrog steps in gala's C ``PlummerPotential``, in a
+``DeepPotential`` trained on the exact Plummer gradients, and in its spline
+and SCF exports, all in one run, and prints one JSON object: the ratios to
+the C potential, the raw seconds (best of ``--repeats``), and the accuracy of
+each export against the ``DeepPotential`` it came from.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/orbits.py            # fits a quick model first
+    .venv/bin/python benchmarks/orbits.py --model plummer.yml
+"""
+
+from __future__ import annotations
+
+__all__ = ["export_accuracy", "main", "time_orbits"]
+
+import argparse
+import json
+import os
+import platform
+import time
+import warnings
+
+import astropy.units as u
+import gala.integrate as gi
+import gala.potential as gp
+import numpy as np
+import torch
+from gala.units import galactic
+
+import gala_deeppotential
+from gala_deeppotential.fit import fit_potential
+from gala_deeppotential.gala_potential import DeepPotential, ExtrapolationWarning
+from gala_deeppotential.mocks import PlummerTruth
+
+
+def time_orbits(
+    potential: gp.PotentialBase, w0: np.ndarray, n_steps: int, repeats: int
+) -> float:
+    """Best wall-clock seconds of ``repeats`` Leapfrog integrations of ``w0``."""
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        potential.integrate_orbit(
+            w0, dt=0.5 * u.Myr, n_steps=n_steps, Integrator=gi.LeapfrogIntegrator
+        )
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def export_accuracy(
+    export: gp.PotentialBase, deep: DeepPotential, x: np.ndarray
+) -> dict[str, float]:
+    """Force and energy differences of an export from its ``DeepPotential``.
+
+    Parameters
+    ----------
+    export, deep : :class:`~gala.potential.PotentialBase`
+    x : :class:`numpy.ndarray`, shape ``(3, N)``
+        Positions in the potentials' units.
+
+    Returns
+    -------
+    accuracy : dict
+        Median, 90th percentile and maximum of the relative force error
+        :math:`|\\nabla\\Phi_e - \\nabla\\Phi_d| / |\\nabla\\Phi_d|`; the energy
+        offset (median of :math:`\\Phi_e - \\Phi_d`, a gauge constant) and the
+        90th percentile of the remaining energy difference relative to
+        :math:`|\\Phi_d|`.
+    """
+    g_e = export.gradient(x).value
+    g_d = deep.gradient(x).value
+    force = np.linalg.norm(g_e - g_d, axis=0) / np.linalg.norm(g_d, axis=0)
+    phi_e = export.energy(x).value
+    phi_d = deep.energy(x).value
+    offset = float(np.median(phi_e - phi_d))
+    energy = np.abs(phi_e - phi_d - offset) / np.abs(phi_d)
+    return {
+        "force_rel_err_median": float(np.median(force)),
+        "force_rel_err_p90": float(np.percentile(force, 90)),
+        "force_rel_err_max": float(np.max(force)),
+        "energy_offset": offset,
+        "energy_rel_err_p90": float(np.percentile(energy, 90)),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark and print its JSON; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="a saved DeepPotential YAML; default: fit")
+    parser.add_argument("--fit-steps", type=int, default=300)
+    parser.add_argument("--n-orbits", type=int, default=1000)
+    parser.add_argument("--n-steps", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--nmax", type=int, default=12)
+    parser.add_argument("--lmax", type=int, default=0)
+    parser.add_argument("--n-knots", type=int, default=256)
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    truth = PlummerTruth(m=1e11 * u.Msun, b=3 * u.kpc, units=galactic)
+    fit_seconds = None
+    if args.model:
+        deep = gp.load(args.model, module=gala_deeppotential)
+    else:
+        x, v = truth.sample(2**14, seed=1)
+        start = time.perf_counter()
+        fit = fit_potential(
+            (x, v, *truth.grad_log_f(x, v)),
+            n_steps=args.fit_steps,
+            seed=0,
+            progress=False,
+            threads=args.threads,
+        )
+        fit_seconds = time.perf_counter() - start
+        deep = DeepPotential.from_fit(fit, units=galactic)
+    deep = deep.replicate(n_threads=args.threads)
+    deep32 = deep.replicate(n_threads=args.threads, dtype="float32")
+
+    start = time.perf_counter()
+    spline = deep.to_spherical_spline(n_knots=args.n_knots)
+    spline_build = time.perf_counter() - start
+    start = time.perf_counter()
+    scf = deep.to_scf(nmax=args.nmax, lmax=args.lmax)
+    scf_build = time.perf_counter() - start
+
+    x, v = truth.sample(args.n_orbits, seed=7)
+    w0 = np.concatenate([x.T, v.T])
+    c_plummer = truth.potential()
+    with warnings.catch_warnings():
+        # A few DF orbits reach beyond the data; that does not change the cost.
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        seconds = {
+            "c": time_orbits(c_plummer, w0, args.n_steps, args.repeats),
+            "deep": time_orbits(deep, w0, args.n_steps, args.repeats),
+            "deep_float32": time_orbits(deep32, w0, args.n_steps, args.repeats),
+            "spline": time_orbits(spline, w0, args.n_steps, args.repeats),
+            "scf": time_orbits(scf, w0, args.n_steps, args.repeats),
+        }
+
+    radius = float(deep.parameters["data_radius"].value)
+    x_test, _ = truth.sample(20_000, seed=11)
+    x_test = x_test[np.linalg.norm(x_test, axis=1) < radius].T
+    result = {
+        "ratio_deep_vs_c": seconds["deep"] / seconds["c"],
+        "ratio_deep_float32_vs_c": seconds["deep_float32"] / seconds["c"],
+        "ratio_spline_vs_c": seconds["spline"] / seconds["c"],
+        "ratio_scf_vs_c": seconds["scf"] / seconds["c"],
+        "seconds": seconds,
+        "seconds_build": {"spline": spline_build, "scf": scf_build},
+        "accuracy_vs_deep": {
+            "spline": export_accuracy(spline, deep, x_test),
+            "scf": export_accuracy(scf, deep, x_test),
+        },
+        "accuracy_unit": {"energy_offset": str(deep.units["specific energy"])},
+        "setup": {
+            "n_orbits": args.n_orbits,
+            "n_steps": args.n_steps,
+            "dt": "0.5 Myr",
+            "integrator": "Leapfrog, save_all=True (gala's default)",
+            "repeats": args.repeats,
+            "torch_threads": args.threads,
+            "net": deep.net.config,
+            "model": args.model or f"fit_potential: {args.fit_steps} steps, 2^14 pts",
+            "fit_seconds": fit_seconds,
+            "spline": {"n_knots": args.n_knots},
+            "scf": {"nmax": args.nmax, "lmax": args.lmax},
+            "data_radius_kpc": radius,
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "cpu_count": os.cpu_count(),
+            "machine": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+        },
+    }
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
