@@ -74,7 +74,7 @@ def fit_potential(
     lam: float = 2.0,
     n_steps: int = 2000,
     batch_size: int = 1024,
-    lr: float = 1e-3,
+    lr: float = 1e-2,
     warmup_fraction: float = 0.05,
     weight_decay: float = 0.0,
     grad_clip: float = 1.0,
@@ -148,11 +148,13 @@ def fit_potential(
         ``"center"`` sets :math:`\Phi(0) = 0`.
     max_restarts : int
         Restarts allowed when the fit fails. The fit has failed when, after
-        a quarter of the steps, its validation loss is no better than 90% of the loss of
-        a constant potential (a collapse, when the forces go to zero, or a
-        divergence), or is not finite. It then restarts from fresh weights
-        with 0.3 times the learning rate and no weight decay (the usual
-        culprits), and warns with a :class:`PotentialCollapseWarning`.
+        a quarter of the steps, it has collapsed (the median scaled force
+        :math:`|\nabla\Phi| s_x / s_v^2` is below 0.01 and the validation
+        loss no better than 90% of that of a constant potential), or diverged
+        (the loss is 1.5 times that of a constant potential, or not finite).
+        It then restarts from fresh weights with 0.3 times the learning rate
+        and no weight decay (the usual culprits), and warns with a
+        :class:`PotentialCollapseWarning`.
     seed : int, optional
         Seed for the sampling, weights and batches.
     device : {"cpu", "cuda"}
@@ -237,10 +239,10 @@ def fit_potential(
             )
             if attempt == max_restarts:
                 raise RuntimeError(
-                    f"the potential fit {what} (no better than Φ = const) "
-                    f"{max_restarts + 1} times, last with lr={lr_now:g} and "
-                    f"weight_decay={decay_now:g}; lower lr, lam or weight_decay, or "
-                    "check that the DF gradients are finite and not all zero"
+                    f"the potential fit {what} {max_restarts + 1} times, last "
+                    f"with lr={lr_now:g} and weight_decay={decay_now:g}; lower lr, "
+                    "lam or weight_decay, or check that the DF gradients are "
+                    "finite and not all zero"
                 )
             lr_now, decay_now = 0.3 * lr_now, 0.0
             warnings.warn(
@@ -385,7 +387,10 @@ def _train(
         running.zero_()
         if progress:
             steps.set_postfix(val_loss=f"{val_loss:.4f}")
-        stuck = val_loss > 0.9 * plateau
+        # A collapse: no force and no better than Φ = const. A divergence:
+        # clearly worse than Φ = const.
+        flat = force < 1e-2 and val_loss > 0.9 * plateau
+        stuck = flat or val_loss > 1.5 * plateau
         if not math.isfinite(val_loss) or (step + 1 >= judge_from and stuck):
             return {"step": step + 1, "val_loss": val_loss, "grad_phi": force}
         if val_loss < best:
