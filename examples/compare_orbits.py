@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
     with warnings.catch_warnings():
         # A few DF orbits have apocentres beyond the data; they are kept.
         warnings.simplefilter("ignore", ExtrapolationWarning)
+        # gala averages an empty list of extrema for orbits too short to have one.
+        warnings.simplefilter("ignore", RuntimeWarning)
         rel, (o_deep, o_c) = orbit_agreement(
             deep, truth.potential(), np.concatenate([x0.T, v0.T]), dt, n_steps
         )

@@ -15,13 +15,19 @@ from gala.units import DimensionlessUnitSystem, UnitSystem, galactic
 from scipy.spatial.transform import Rotation
 
 import gala_deeppotential
+from gala_deeppotential.fit import fit_potential
 from gala_deeppotential.gala_potential import (
     EXTRAPOLATION_FACTOR,
     AsphericityWarning,
     DeepPotential,
     ExtrapolationWarning,
 )
+from gala_deeppotential.mocks import PlummerTruth
 from gala_deeppotential.nn import ACTIVATIONS, PotentialNet
+
+# The CI model of the Plummer tests: 2^14 points and 1000 steps take about a
+# minute on one thread (the full fit, 2^15 points and 2000 steps, about three).
+CI_POINTS, CI_STEPS = 2**14, 1000
 
 
 def _random_net(seed=0, activation="silu", length_scale=5.0, phi_scale=0.05):
@@ -545,3 +551,160 @@ def test_asphericity_warning_for_an_aspherical_network():
         pot.to_spherical_spline()
     with pytest.raises(ValueError, match="no data_radius"):
         DeepPotential(_random_net(19), units=galactic).to_spherical_spline()
+
+
+# ---------------------------------------------------------------------------
+# A DeepPotential trained on the exact Plummer gradients
+
+
+def _trained_plummer(n_points: int, n_steps: int) -> DeepPotential:
+    truth = PlummerTruth(m=1e11 * u.Msun, b=3 * u.kpc, units=galactic)
+    x, v = truth.sample(n_points, seed=1)
+    fit = fit_potential(
+        (x, v, *truth.grad_log_f(x, v)),
+        n_steps=n_steps,
+        seed=0,
+        progress=False,
+        threads=1,
+    )
+    return DeepPotential.from_fit(fit, units=galactic)
+
+
+@pytest.fixture(scope="session")
+def plummer_deep():
+    """The CI model: fewer points and steps than the full fit (measured below)."""
+    return _trained_plummer(CI_POINTS, CI_STEPS)
+
+
+def _orbit_agreement(deep, n_orbits=100):
+    truth = PlummerTruth(m=1e11 * u.Msun, b=3 * u.kpc, units=galactic)
+    x, v = truth.sample(n_orbits, seed=3)
+    w0 = np.concatenate([x.T, v.T])
+    # 20 dynamical times: the circular period at the half-mass radius is
+    # 102 Myr; dt = 0.5 Myr resolves the central period (49 Myr) 100 times.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        # gala averages an empty list of extrema for orbits too short to have one.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        orbits = [
+            p.integrate_orbit(w0, dt=0.5, n_steps=4000)
+            for p in (deep, truth.potential())
+        ]
+        rel = {}
+        for name, measure in {
+            "pericenter": lambda o: o.pericenter(),
+            "apocenter": lambda o: o.apocenter(),
+            "period": lambda o: o.spherical.estimate_period()["distance"],
+        }.items():
+            ratio = (measure(orbits[0]) / measure(orbits[1])).decompose().value
+            rel[name] = float(np.nanmedian(np.abs(ratio - 1)))
+    return rel
+
+
+class TestContractTrainedPlummer(PotentialContract):
+    @pytest.fixture
+    def potential(self, plummer_deep):
+        return plummer_deep
+
+    @pytest.fixture
+    def scale(self):
+        return 3.0
+
+
+def test_orbits_match_analytic_plummer(plummer_deep):
+    rel = _orbit_agreement(plummer_deep)
+    # CI model measured: pericentre 0.86%, apocentre 0.16%, period 0.20%.
+    assert rel["pericenter"] < 0.015, rel
+    assert rel["apocenter"] < 0.005, rel
+    assert rel["period"] < 0.006, rel
+
+
+@pytest.mark.slow
+def test_orbits_match_analytic_plummer_full_fit():
+    # The acceptance test: 2^15 points, 2000 steps (measured 0.43%, 0.08%, 0.07%).
+    rel = _orbit_agreement(_trained_plummer(2**15, 2000))
+    assert max(rel.values()) <= 0.01, rel
+
+
+def _export_errors(export, deep, n=5000):
+    """Relative force errors and energy differences at DF points within the data."""
+    truth = PlummerTruth(m=1e11 * u.Msun, b=3 * u.kpc, units=galactic)
+    x, _ = truth.sample(n, seed=11)
+    x = x[np.linalg.norm(x, axis=1) < deep.parameters["data_radius"].value].T
+    g_e, g_d = export.gradient(x).value, deep.gradient(x).value
+    force = np.linalg.norm(g_e - g_d, axis=0) / np.linalg.norm(g_d, axis=0)
+    phi_d = deep.energy(x).value
+    return force, (export.energy(x).value - phi_d) / np.abs(phi_d)
+
+
+def test_spherical_spline_export(plummer_deep):
+    # CI model measured: asphericity 0.87%; force error median 0.44%, 90th
+    # percentile 1.3% (the network's own asphericity); energies equal to a
+    # median 3.7e-4 of |Phi| (the network's gauge is kept).
+    epsilon = plummer_deep.asphericity()
+    assert 0.002 < epsilon < 0.015
+    spline = plummer_deep.to_spherical_spline(asphericity_tolerance=2 * epsilon)
+    assert isinstance(spline, gp.SphericalSplinePotential)
+    force, energy = _export_errors(spline, plummer_deep)
+    assert np.median(force) < 0.008 and np.percentile(force, 90) < 0.025
+    assert np.median(np.abs(energy)) < 1e-3
+    with pytest.warns(AsphericityWarning, match="aspherical"):
+        plummer_deep.to_spherical_spline(asphericity_tolerance=epsilon / 2)
+
+
+def test_spherical_spline_gauge_options(plummer_deep):
+    center = plummer_deep.replicate(
+        net=_with_offset(plummer_deep.net, +1.0), checksum=""
+    )
+    with pytest.raises(ValueError, match="would repel"):
+        center.to_spherical_spline(asphericity_tolerance=1)
+    shifted = center.to_spherical_spline(asphericity_tolerance=1, keep_gauge=False)
+    kept = plummer_deep.to_spherical_spline(asphericity_tolerance=1)
+    x = np.array([[1.0, 5.0, 20.0, 30.0], [0.0, 1.0, 2.0, 3.0], [0.5, 0, 0, 0]])
+    # Within r_max: the same forces, and energies that differ by a constant.
+    np.testing.assert_allclose(
+        shifted.gradient(x).value, kept.gradient(x).value, rtol=1e-6
+    )
+    d_energy = (shifted.energy(x) - kept.energy(x)).value
+    np.testing.assert_allclose(
+        d_energy, d_energy[0], rtol=0, atol=0.02 * abs(d_energy[0])
+    )
+
+
+def _with_offset(net, offset):
+    with torch.no_grad():
+        net.phi_offset.add_(offset)
+    return net
+
+
+def test_scf_export(plummer_deep):
+    # CI model measured (nmax=12, lmax=2): force error median 2.2%, 90th
+    # percentile 6.3%: the density is the network's Laplacian, poorly
+    # constrained near the data edge (the full fit: 0.44%, 1.3%).
+    scf = plummer_deep.to_scf(nmax=12, lmax=2)
+    assert isinstance(scf, gp.SCFPotential)
+    force, _ = _export_errors(scf, plummer_deep)
+    assert np.median(force) < 0.04 and np.percentile(force, 90) < 0.12
+
+
+def test_scf_quadrature_on_exact_density(monkeypatch):
+    # With the network's Laplacian replaced by the exact Plummer one, the
+    # export must reproduce the analytic forces: this tests the quadrature.
+    truth = PlummerTruth(m=1e11 * u.Msun, b=3 * u.kpc, units=galactic)
+    pot = DeepPotential(_random_net(20), units=galactic, data_radius=36 * u.kpc)
+    monkeypatch.setattr(
+        pot, "_local_laplacian", lambda x: 4 * np.pi * pot.G * truth.density(x)
+    )
+    scf = pot.to_scf(nmax=12, lmax=0)
+    x, _ = truth.sample(5000, seed=1)
+    x = x[np.linalg.norm(x, axis=1) < 36]
+    g = scf.gradient(x.T).value.T
+    err = np.linalg.norm(g - truth.grad_phi(x), axis=1) / np.linalg.norm(
+        truth.grad_phi(x), axis=1
+    )
+    # Measured: median 2.1e-4, 90th percentile 4.6e-4.
+    assert np.median(err) < 5e-4 and np.percentile(err, 90) < 1e-3
+    # The truncated mass: 1% of m lies beyond the 99% radius.
+    assert scf.parameters["m"].to_value(u.Msun) == pytest.approx(
+        truth.mass_enclosed(36.0), rel=1e-4
+    )
