@@ -87,9 +87,8 @@ def compare_potentials(
     inside = np.ones_like(r, dtype=bool)
     if r_summary is not None:
         inside = r < _in_length(r_summary, length)
-    summary = {
-        k: v for k, v in _row(errors, inside, 0.0, np.inf).items() if k[0] != "r"
-    }
+    summary = _row(errors, inside, 0.0, np.inf)
+    del summary["r_min"], summary["r_max"]
     return table, summary
 
 
