@@ -296,7 +296,9 @@ def plot_comparison(
         a.contour(gx, gy, vals[1], colors="w", linewidths=0.7)
         fig.colorbar(im, ax=a)
         a.set(aspect="equal", xlabel="x", ylabel="y", title=f"learned {name}, z = 0")
-    order = np.argsort(r)
+    bias_range = np.quantile(errors["a_r_bias"], [0.01, 0.99]) * 1.5
+    if np.ptp(bias_range) == 0:
+        bias_range = np.array([-0.01, 0.01])
     ax[3].scatter(r, errors["a_r_bias"], s=2, alpha=0.3)
     ax[3].axhline(0, color="k", lw=1)
     ax[3].set(
@@ -304,6 +306,6 @@ def plot_comparison(
         xlabel=f"r [{length}]",
         ylabel=r"$a_r / a_{r,\rm true} - 1$",
         title="radial force bias",
-        ylim=np.quantile(errors["a_r_bias"][order], [0.01, 0.99]) * 1.5,
+        ylim=bias_range,
     )
     return fig
