@@ -9,7 +9,26 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .compare import compare_orbits, compare_potentials
+from .df import FlowEnsemble, fit_distribution_function
+from .fit import PotentialFit, fit_potential
 from .gala_potential import DeepPotential
 from .mocks import PlummerTruth, plummer_sample
+from .nn import PotentialNet
+from .phasespace import PhaseSpaceData, to_phase_space
 
-__all__ = ["DeepPotential", "PlummerTruth", "__version__", "plummer_sample"]
+__all__ = [
+    "DeepPotential",
+    "FlowEnsemble",
+    "PhaseSpaceData",
+    "PlummerTruth",
+    "PotentialFit",
+    "PotentialNet",
+    "__version__",
+    "compare_orbits",
+    "compare_potentials",
+    "fit_distribution_function",
+    "fit_potential",
+    "plummer_sample",
+    "to_phase_space",
+]
