@@ -29,9 +29,10 @@ MIN_STARS = 1000
 _KIND = "flow_ensemble"
 _CHECKPOINT_KIND = "flow_ensemble_checkpoint"
 _CHECKPOINT_FILE = "checkpoint.pt"
-# Rows per member in one batched evaluation: bounds memory (with autograd, a
-# chunk of K * rows points costs about 8 kB each) whatever N is.
-_EVAL_POINTS = 2**15
+# Points (summed over members) in one batched evaluation. It bounds memory
+# for any N (about 8 kB per point with autograd), and measured fastest here:
+# 2^13 beat 2^11 by 20% and 2^15 by 50% for the gradients, which stay in cache.
+_EVAL_POINTS = 2**13
 
 
 class FlowEnsemble:
@@ -95,7 +96,7 @@ class FlowEnsemble:
 
     def __init__(
         self,
-        n_flows: int = 4,
+        n_flows: int = 8,
         *,
         n_steps: int = 4,
         n_bins: int = 8,
@@ -155,8 +156,8 @@ class FlowEnsemble:
         self,
         data: np.ndarray | torch.Tensor,
         *,
-        epochs: int = 60,
-        batch_size: int = 1024,
+        epochs: int = 8,
+        batch_size: int = 512,
         lr: float = 2e-3,
         warmup_fraction: float = 0.05,
         validation_fraction: float = 0.1,
@@ -265,7 +266,7 @@ class FlowEnsemble:
         return mixture + scaler.log_abs_det_jacobian(y)
 
     def _batches(self, y: torch.Tensor, batch_size: int | None) -> list:
-        rows = int(batch_size or max(1024, _EVAL_POINTS // self.n_flows))
+        rows = int(batch_size or max(256, _EVAL_POINTS // self.n_flows))
         return list(torch.split(y, rows))
 
     def log_prob(
@@ -384,7 +385,7 @@ class FlowEnsemble:
         member = torch.randint(self.n_flows, (n,), generator=generator)
         counts = torch.bincount(member, minlength=self.n_flows).tolist()
         drawn: list[list[torch.Tensor]] = [[] for _ in counts]
-        rows = max(1024, _EVAL_POINTS // self.n_flows)
+        rows = max(256, _EVAL_POINTS // self.n_flows)
         with torch.no_grad():
             for start in range(0, max(counts, default=0), rows):
                 size = min(rows, max(counts) - start)
@@ -456,7 +457,7 @@ class FlowEnsemble:
 
 def fit_distribution_function(
     data: np.ndarray | torch.Tensor,
-    n_flows: int = 4,
+    n_flows: int = 8,
     *,
     n_steps: int = 4,
     n_bins: int = 8,
@@ -620,7 +621,7 @@ class _Trainer:
             g.mul_(factor.view(-1, *[1] * (g.ndim - 1)))
 
     def _validation_loss(self) -> torch.Tensor:
-        rows = max(1024, _EVAL_POINTS // self.ensemble.n_flows)
+        rows = max(256, _EVAL_POINTS // self.ensemble.n_flows)
         total = torch.zeros(self.ensemble.n_flows, device=self.s_val.device)
         with torch.no_grad():
             for chunk in torch.split(self.s_val, rows):
