@@ -2,19 +2,36 @@ r"""Fit the potential :math:`\Phi_\theta` that makes a DF stationary."""
 
 from __future__ import annotations
 
-__all__ = ["PotentialCollapseWarning", "PotentialFit", "fit_potential"]
+__all__ = [
+    "FitResult",
+    "PotentialCollapseWarning",
+    "PotentialFit",
+    "fit",
+    "fit_potential",
+]
 
+import copy
+import hashlib
+import json
 import math
+import os
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
+from gala.units import UnitSystem, galactic
 
+from . import io
 from .cbe import cbe_loss, stationarity_residual
+from .df import FlowEnsemble, fit_distribution_function
+from .gala_potential import DeepPotential, _units_to_json
 from .nn import PotentialNet
+from .phasespace import to_phase_space
 from .runtime import progress_bar, resolve_device, seeded, torch_threads
 
 #: Fewest phase-space points a fit accepts; below this the validation split
@@ -425,3 +442,438 @@ def _fibonacci_sphere(n: int) -> np.ndarray:
     sin_t = np.sqrt(1 - cos_t**2)
     phi = np.pi * (1 + 5**0.5) * i
     return np.stack([sin_t * np.cos(phi), sin_t * np.sin(phi), cos_t], axis=1)
+
+
+# ---------------------------------------------------------------------------
+# The whole pipeline: a catalogue in, a DeepPotential out.
+
+# Files in a pipeline checkpoint folder.
+_MANIFEST_FILE = "manifest.json"
+_DF_FOLDER = "df"
+_POTENTIAL_FILE = "potential_fit.pt"
+_POTENTIAL_KIND = "potential_fit"
+# Keywords that fit() sets itself, so the option dicts may not.
+_COMMON = frozenset({"seed", "device", "threads", "progress"})
+_RESERVED = {
+    "df_options": _COMMON | {"n_flows", "checkpoint_dir", "data"},
+    "potential_options": _COMMON | {"data"},
+}
+
+
+@dataclass
+class FitResult:
+    r"""The result of :func:`fit`: the learned potential and how it was obtained.
+
+    Attributes
+    ----------
+    potential : :class:`~gala_deeppotential.DeepPotential`
+        :math:`\Phi_\theta` in the unit system of the fit, Galactocentric.
+    df : :class:`~gala_deeppotential.df.FlowEnsemble`
+        The flow ensemble fitted to the stars, in the same units.
+    potential_fit : :class:`PotentialFit`
+        The raw network fit behind ``potential``.
+    phase_space : dict
+        JSON-able record of the input: ``units`` (unit strings, or None for
+        dimensionless), ``frame`` (the Galactocentric frame as
+        :func:`~gala_deeppotential.phasespace.galcen_frame_to_dict` writes
+        it, or None), ``n_stars`` and ``n_dropped``.
+    config : dict
+        JSON-able settings: ``n_flows``, ``df_options``,
+        ``potential_options`` and ``seed``.
+    """
+
+    potential: DeepPotential
+    df: FlowEnsemble
+    potential_fit: PotentialFit
+    phase_space: dict[str, Any]
+    config: dict[str, Any]
+
+    @property
+    def history(self) -> dict[str, dict[str, list]]:
+        """Training curves: ``"df"`` (per epoch) and ``"potential"`` (per check)."""
+        return {"df": self.df.history, "potential": self.potential_fit.history}
+
+    def report(
+        self,
+        *,
+        n_points: int = 4096,
+        seed: int | None = None,
+        plot: str | os.PathLike | None = None,
+    ) -> dict[str, Any]:
+        r"""Summarise the training and how stationary the fitted DF is in :math:`\Phi`.
+
+        At ``n_points`` fresh draws from the DF (not those Φ was fitted on)
+        it measures the stationarity residual relative to the size of its
+        two terms,
+
+        .. math::
+
+            \epsilon = \frac{|\nabla\Phi\cdot\nabla_v \ln f
+                - \vec{v}\cdot\nabla_x \ln f|}
+                {|\nabla\Phi\cdot\nabla_v \ln f| + |\vec{v}\cdot\nabla_x \ln f|},
+
+        which is 0 for a perfectly stationary DF and 1 when the two terms
+        share nothing, and the fraction of points where
+        :math:`\nabla^2\Phi < 0`, a negative mass density.
+
+        Parameters
+        ----------
+        n_points : int
+            DF samples to evaluate at.
+        seed : int, optional
+            Seed of those samples; by default the fit's seed plus one.
+        plot : str or path-like, optional
+            Write a PNG of the training curves there.
+
+        Returns
+        -------
+        report : dict
+            JSON-able: ``n_stars``, ``n_dropped``, ``units``; ``df``
+            (``n_flows``, ``epochs``, ``best_epoch`` per member, the last
+            ``train_loss`` and best ``val_loss`` averaged over members, as
+            :math:`-\langle\ln f\rangle` in the fit's units, and ``wall_s``);
+            ``potential`` (``steps``, first and best ``val_loss``,
+            ``restarts``, ``wall_s`` and ``data_radius`` [length unit]);
+            ``stationarity`` (``n_points`` and the median and 90th percentile
+            of :math:`\epsilon`); ``negative_density_fraction``.
+        """
+        seed = self.config["seed"] + 1 if seed is None else seed
+        x, v = self.df.sample(n_points, seed=seed)
+        grad_x, grad_v = self.df.grad_log_prob(x, v)
+        x, v, grad_x, grad_v = (
+            t.detach().cpu().double() for t in (x, v, grad_x, grad_v)
+        )
+        net = copy.deepcopy(self.potential_fit.net).double()
+        with torch.no_grad():
+            _, grad_phi, lap = net.grad_and_laplacian(x)
+        residual = stationarity_residual(v, grad_phi, grad_x, grad_v).abs()
+        terms = (grad_phi * grad_v).sum(1).abs() + (v * grad_x).sum(1).abs()
+        relative = (residual / terms).numpy()
+        df_hist, phi_hist = self.df.history, self.potential_fit.history
+        if plot is not None:
+            _plot_training(df_hist, phi_hist, Path(plot))
+        return {
+            "n_stars": self.phase_space["n_stars"],
+            "n_dropped": self.phase_space["n_dropped"],
+            "units": self.phase_space["units"],
+            "df": {
+                "n_flows": self.df.n_flows,
+                "epochs": len(df_hist["epoch"]),
+                "best_epoch": df_hist["best_epoch"],
+                "train_loss": float(np.mean(df_hist["train_loss"][-1])),
+                "val_loss": float(np.mean(np.min(df_hist["val_loss"], axis=0))),
+                "wall_s": df_hist["wall_s"][-1],
+            },
+            "potential": {
+                "steps": phi_hist["step"][-1],
+                "val_loss_first": phi_hist["val_loss"][0],
+                "val_loss": min(phi_hist["val_loss"]),
+                "restarts": len(phi_hist["restarts"]),
+                "wall_s": self.potential_fit.wall_s,
+                "data_radius": self.potential_fit.data_radius,
+            },
+            "stationarity": {
+                "n_points": int(n_points),
+                "median_relative_residual": float(np.median(relative)),
+                "p90_relative_residual": float(np.quantile(relative, 0.9)),
+            },
+            "negative_density_fraction": float((lap < 0).double().mean()),
+        }
+
+    def save(
+        self, path: str | os.PathLike, *, report: Mapping[str, Any] | None = None
+    ) -> dict[str, Path]:
+        """Write the potential (YAML and model file) and a JSON fit record.
+
+        The record, next to the YAML with the suffix ``.json``, holds
+        ``phase_space`` (units and Galactocentric frame of the fit),
+        ``config`` and, if given, ``report``: what is needed to put new
+        stars in the potential's frame.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The YAML file, e.g. ``model.yml``; the model file is written
+            with the suffix ``.pt``.
+        report : dict, optional
+            From :meth:`report`.
+
+        Returns
+        -------
+        paths : dict of str to :class:`pathlib.Path`
+            ``"yaml"``, ``"model"`` and ``"record"``.
+        """
+        paths = _output_paths(path)
+        self.potential.save(paths["yaml"], paths["model"])
+        record = {
+            "phase_space": self.phase_space,
+            "config": self.config,
+            "report": None if report is None else dict(report),
+        }
+        paths["record"].write_text(json.dumps(record, indent=2), encoding="utf-8")
+        return paths
+
+
+def _output_paths(path: str | os.PathLike) -> dict[str, Path]:
+    """The files :meth:`FitResult.save` writes for the YAML file ``path``."""
+    path = Path(path)
+    if path.suffix.lower() in (".pt", ".json"):
+        raise ValueError(
+            f"{path} would clash with the model file (.pt) or fit record "
+            "(.json) written next to it; name the YAML file, e.g. model.yml"
+        )
+    return {
+        "yaml": path,
+        "model": path.with_suffix(".pt"),
+        "record": path.with_suffix(".json"),
+    }
+
+
+def fit(
+    catalogue: Any,
+    *,
+    units: UnitSystem = galactic,
+    galcen_frame: Any = None,
+    columns: Mapping[str, str] | None = None,
+    drop_invalid: bool = False,
+    n_flows: int | None = None,
+    df_options: Mapping[str, Any] | None = None,
+    potential_options: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = "cpu",
+    threads: int | None = None,
+    progress: bool = True,
+    checkpoint_dir: str | os.PathLike | None = None,
+) -> FitResult:
+    r"""Fit a potential to a stellar catalogue: the whole method in one call.
+
+    The stages are
+    :func:`~gala_deeppotential.phasespace.to_phase_space` (the catalogue to
+    Galactocentric Cartesian positions and velocities in ``units``),
+    :func:`~gala_deeppotential.df.fit_distribution_function` (the flow
+    ensemble, the DF), :func:`fit_potential` (the :math:`\Phi_\theta` that
+    makes the DF stationary) and
+    :meth:`~gala_deeppotential.DeepPotential.from_fit`.
+
+    Parameters
+    ----------
+    catalogue : SkyCoord, PhaseSpacePosition, (pos, vel), Table or path
+        Anything :func:`~gala_deeppotential.phasespace.to_phase_space`
+        reads: e.g. an ICRS :class:`~astropy.coordinates.SkyCoord` with
+        distances, proper motions and radial velocities, or an ECSV file.
+    units : :class:`~gala.units.UnitSystem`
+        Unit system of the fit and of the returned potential.
+    galcen_frame : :class:`~astropy.coordinates.Galactocentric` or dict, optional
+        The Galactocentric frame; see
+        :func:`~gala_deeppotential.phasespace.to_phase_space`.
+    columns : mapping of str to str, optional
+        Column names of a table or file that differ from the defaults.
+    drop_invalid : bool
+        Drop stars with NaN, inf or masked values (with a warning) instead of
+        raising.
+    n_flows : int, optional
+        Ensemble size K; by default that of
+        :func:`~gala_deeppotential.df.fit_distribution_function`.
+    df_options : dict, optional
+        Further keywords of
+        :func:`~gala_deeppotential.df.fit_distribution_function`: the flow
+        architecture and training (``epochs``, ``batch_size``, ``lr``,
+        ``time_limit``, ...). Their defaults are the measured ones.
+    potential_options : dict, optional
+        Further keywords of :func:`fit_potential` (``n_samples``,
+        ``n_steps``, ``lam``, ...).
+    seed : int
+        Seed of both fits; with the same ``threads`` on the CPU a fit is
+        reproducible bit for bit.
+    device : {"cpu", "cuda"}
+        Where to train.
+    threads : int, optional
+        torch intra-op threads while training.
+    progress : bool
+        Show progress bars.
+    checkpoint_dir : str or path-like, optional
+        Folder for checkpoints. The DF writes its training state there every
+        epoch, and the finished Φ fit is stored, so calling :func:`fit` again
+        with the same folder after a crash or kill resumes where the run
+        stopped, and a finished run returns at once; on the CPU with the same
+        ``threads`` the result is bit-identical to an uninterrupted run. The
+        folder's ``manifest.json`` holds a SHA-256 of the phase-space data and
+        of the settings above (not of ``device``, ``threads`` or
+        ``progress``): a folder of a different fit is never reused, but
+        raises instead.
+
+    Returns
+    -------
+    result : :class:`FitResult`
+
+    Raises
+    ------
+    ~gala_deeppotential.phasespace.CatalogueError
+        For a catalogue that cannot become phase space (the message says
+        why).
+    ValueError
+        For bad options, or a ``checkpoint_dir`` that holds another fit or
+        other files.
+
+    Examples
+    --------
+    A Plummer sphere at the Galactic centre, seen from the Sun (tiny sizes
+    for speed; see ``examples/skycoord_catalog.py`` for a real fit):
+
+    >>> import astropy.units as u
+    >>> from astropy.coordinates import SkyCoord
+    >>> from gala_deeppotential.mocks import plummer_sample
+    >>> from gala_deeppotential.phasespace import DEFAULT_GALCEN_FRAME
+    >>> w = plummer_sample(1000, m=1e11 * u.Msun, b=3 * u.kpc, units=galactic, seed=1)
+    >>> stars = SkyCoord(w.pos.with_differentials(w.vel), frame=DEFAULT_GALCEN_FRAME)
+    >>> result = fit(
+    ...     stars.icrs,
+    ...     n_flows=1,
+    ...     df_options={"epochs": 1},
+    ...     potential_options={"n_samples": 512, "n_steps": 20},
+    ...     progress=False,
+    ... )
+    >>> result.potential.units["length"]
+    Unit("kpc")
+    """
+    df_kwargs = _options(df_options, "df_options")
+    phi_kwargs = _options(potential_options, "potential_options")
+    if n_flows is not None:
+        df_kwargs["n_flows"] = n_flows
+    data = to_phase_space(
+        catalogue,
+        galcen_frame=galcen_frame,
+        units=units,
+        columns=columns,
+        drop_invalid=drop_invalid,
+    )
+    phase_space = {
+        "units": _units_to_json(units),
+        "frame": data.frame,
+        "n_stars": len(data),
+        "n_dropped": data.n_dropped,
+    }
+    config = {
+        "n_flows": n_flows,
+        "df_options": df_kwargs,
+        "potential_options": phi_kwargs,
+        "seed": seed,
+    }
+    common = {"seed": seed, "device": device, "threads": threads, "progress": progress}
+    folder = None
+    if checkpoint_dir is not None:
+        folder = _open_checkpoint(Path(checkpoint_dir), data.w, phase_space, config)
+    df = fit_distribution_function(
+        data.w,
+        **df_kwargs,
+        **common,
+        checkpoint_dir=None if folder is None else folder / _DF_FOLDER,
+    )
+    potential_fit = None if folder is None else _load_potential_fit(folder)
+    if potential_fit is None:
+        potential_fit = fit_potential(df, **phi_kwargs, **common)
+        if folder is not None:
+            _save_potential_fit(potential_fit, folder)
+    return FitResult(
+        potential=DeepPotential.from_fit(potential_fit, units=units),
+        df=df,
+        potential_fit=potential_fit,
+        phase_space=phase_space,
+        config=config,
+    )
+
+
+def _options(options: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    """A copy of an option dict, refusing the keywords :func:`fit` sets itself."""
+    options = dict(options or {})
+    clash = sorted(set(options) & _RESERVED[name])
+    if clash:
+        raise ValueError(
+            f"{name} may not set {clash}; pass them to fit() directly "
+            "(seed=, device=, threads=, progress=, n_flows=, checkpoint_dir=)"
+        )
+    return options
+
+
+def _open_checkpoint(
+    folder: Path, w: np.ndarray, phase_space: dict, config: dict
+) -> Path:
+    """Claim ``folder`` for this fit, or check that it already holds this fit."""
+    digest = hashlib.sha256(np.ascontiguousarray(w, dtype=np.float64).tobytes())
+    settings = {"phase_space": phase_space, "config": config}
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    manifest = {"sha256": digest.hexdigest(), **settings}
+    path = folder / _MANIFEST_FILE
+    if path.is_file():
+        if (
+            json.loads(path.read_text(encoding="utf-8")).get("sha256")
+            != (manifest["sha256"])
+        ):
+            raise ValueError(
+                f"{folder} holds a checkpoint of a different fit (other stars or "
+                "settings); pass a new checkpoint_dir, or delete that folder to "
+                "start over"
+            )
+        return folder
+    if folder.is_dir() and any(folder.iterdir()):
+        raise ValueError(
+            f"{folder} is not empty and holds no fit checkpoint ({_MANIFEST_FILE}); "
+            "pass a new or empty folder as checkpoint_dir"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    return folder
+
+
+def _save_potential_fit(result: PotentialFit, folder: Path) -> None:
+    tensors, net_config = result.net.to_state()
+    io.save(
+        folder / _POTENTIAL_FILE,
+        kind=_POTENTIAL_KIND,
+        tensors=tensors,
+        metadata={
+            "net_config": net_config,
+            "data_radius": result.data_radius,
+            "gauge": result.gauge,
+            "history": result.history,
+            "config": result.config,
+            "wall_s": result.wall_s,
+        },
+    )
+
+
+def _load_potential_fit(folder: Path) -> PotentialFit | None:
+    """The finished Φ fit stored in a checkpoint folder, if there is one."""
+    path = folder / _POTENTIAL_FILE
+    if not path.is_file():
+        return None
+    tensors, meta = io.load(path, kind=_POTENTIAL_KIND)
+    return PotentialFit(
+        net=PotentialNet.from_state(tensors, meta["net_config"]).eval(),
+        data_radius=meta["data_radius"],
+        gauge=meta["gauge"],
+        history=meta["history"],
+        config=meta["config"],
+        wall_s=meta["wall_s"],
+    )
+
+
+def _plot_training(df_history: dict, phi_history: dict, path: Path) -> None:
+    """A PNG of the DF and Φ training curves."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.5), layout="constrained")
+    ax_df, ax_phi = fig.subplots(1, 2)
+    epochs = df_history["epoch"]
+    for key, style in (("train_loss", "--"), ("val_loss", "-")):
+        curves = np.asarray(df_history[key])
+        for k in range(curves.shape[1]):
+            label = key.replace("_", " ") if k == 0 else None
+            ax_df.plot(epochs, curves[:, k], style, color=f"C{k}", label=label)
+    ax_df.set(xlabel="epoch", ylabel=r"$-\langle \ln f \rangle$", title="flows")
+    ax_df.legend()
+    for key, style in (("train_loss", "--"), ("val_loss", "-")):
+        ax_phi.plot(phi_history["step"], phi_history[key], style, label=key)
+    ax_phi.set(xlabel="step", ylabel="loss (Eq. 3)", title=r"$\Phi_\theta$")
+    ax_phi.legend()
+    fig.savefig(path, dpi=100)
