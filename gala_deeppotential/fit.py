@@ -498,6 +498,7 @@ class FitResult:
         *,
         n_points: int = 4096,
         seed: int | None = None,
+        threads: int | None = None,
         plot: str | os.PathLike | None = None,
     ) -> dict[str, Any]:
         r"""Summarise the training and how stationary the fitted DF is in :math:`\Phi`.
@@ -522,6 +523,8 @@ class FitResult:
             DF samples to evaluate at.
         seed : int, optional
             Seed of those samples; by default the fit's seed plus one.
+        threads : int, optional
+            torch intra-op threads for the evaluation.
         plot : str or path-like, optional
             Write a PNG of the training curves there.
 
@@ -538,14 +541,15 @@ class FitResult:
             of :math:`\epsilon`); ``negative_density_fraction``.
         """
         seed = self.config["seed"] + 1 if seed is None else seed
-        x, v = self.df.sample(n_points, seed=seed)
-        grad_x, grad_v = self.df.grad_log_prob(x, v)
-        x, v, grad_x, grad_v = (
-            t.detach().cpu().double() for t in (x, v, grad_x, grad_v)
-        )
-        net = copy.deepcopy(self.potential_fit.net).double()
-        with torch.no_grad():
-            _, grad_phi, lap = net.grad_and_laplacian(x)
+        with torch_threads(threads):
+            x, v = self.df.sample(n_points, seed=seed)
+            grad_x, grad_v = self.df.grad_log_prob(x, v)
+            x, v, grad_x, grad_v = (
+                t.detach().cpu().double() for t in (x, v, grad_x, grad_v)
+            )
+            net = copy.deepcopy(self.potential_fit.net).double()
+            with torch.no_grad():
+                _, grad_phi, lap = net.grad_and_laplacian(x)
         residual = stationarity_residual(v, grad_phi, grad_x, grad_v).abs()
         terms = (grad_phi * grad_v).sum(1).abs() + (v * grad_x).sum(1).abs()
         relative = (residual / terms).numpy()
@@ -738,8 +742,6 @@ def fit(
     """
     df_kwargs = _options(df_options, "df_options")
     phi_kwargs = _options(potential_options, "potential_options")
-    if n_flows is not None:
-        df_kwargs["n_flows"] = n_flows
     data = to_phase_space(
         catalogue,
         galcen_frame=galcen_frame,
@@ -766,6 +768,7 @@ def fit(
     df = fit_distribution_function(
         data.w,
         **df_kwargs,
+        **({} if n_flows is None else {"n_flows": n_flows}),
         **common,
         checkpoint_dir=None if folder is None else folder / _DF_FOLDER,
     )
