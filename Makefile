@@ -28,5 +28,8 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/deep-potential demo --output $(DEMO_OUT)
 
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
 clean:
-	rm -rf $(VENV) build *.egg-info docs/_build $(DEMO_OUT)
+	rm -rf $(VENV) build *.egg-info docs/_build docs/generated $(DEMO_OUT)
