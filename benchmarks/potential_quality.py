@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--phi-steps", type=int, default=2000)
     parser.add_argument("--n-flows", type=int, default=None, help="default: package")
     parser.add_argument("--df-seconds", type=float, default=None)
+    parser.add_argument("--form", default="log_f", choices=["log_f", "f"])
+    parser.add_argument("--activation", default="silu")
+    parser.add_argument("--lr", type=float, default=None, help="default: package")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
@@ -95,11 +98,15 @@ def main(argv: list[str] | None = None) -> dict:
     truth = PlummerTruth()
     x_test, _ = truth.sample(2**14, seed=args.seed + 10_000)
     fit_kwargs = {
+        "form": args.form,
+        "activation": args.activation,
         "n_steps": args.phi_steps,
         "seed": args.seed,
         "device": args.device,
         "progress": False,
     }
+    if args.lr is not None:
+        fit_kwargs["lr"] = args.lr
     result: dict = {
         "config": {**vars(args), "torch_threads": torch.get_num_threads()},
         "machine": platform.platform(),
@@ -108,7 +115,11 @@ def main(argv: list[str] | None = None) -> dict:
     if "exact" in sections:
         start = time.perf_counter()
         x, v = truth.sample(args.n_phi, seed=args.seed)
-        fit = fit_potential((x, v, *truth.grad_log_f(x, v)), **fit_kwargs)
+        gx, gv = truth.grad_log_f(x, v)
+        if args.form == "f":
+            f = np.exp(truth.log_f(x, v))[:, None]
+            gx, gv = f * gx, f * gv
+        fit = fit_potential((x, v, gx, gv), **fit_kwargs)
         result["exact"] = _section(fit, truth, x_test, time.perf_counter() - start)
     if "flow" in sections:
         start = time.perf_counter()
