@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--nmax", type=int, default=12)
+    parser.add_argument("--nmax", type=int, default=8)
     parser.add_argument("--lmax", type=int, default=0)
-    parser.add_argument("--n-knots", type=int, default=256)
+    parser.add_argument("--n-knots", type=int, default=64)
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)

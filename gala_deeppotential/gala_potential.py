@@ -586,7 +586,7 @@ class DeepPotential(PotentialBase):
     def to_spherical_spline(
         self,
         r_max=None,
-        n_knots: int = 256,
+        n_knots: int = 64,
         r_min=None,
         n_directions: int = 256,
         interpolation_method: str = "cspline",
@@ -609,7 +609,8 @@ class DeepPotential(PotentialBase):
         r_max : :class:`~astropy.units.Quantity`, numeric [length], optional
             Outer knot; default ``data_radius``.
         n_knots : int
-            Number of knots, including ``r = 0``.
+            Number of knots, including ``r = 0``. 64 measured as accurate as
+            256 on a trained Plummer network, and evaluates faster.
         r_min : :class:`~astropy.units.Quantity`, numeric [length], optional
             Innermost non-zero knot; default ``r_max / 1000``.
         n_directions : int
