@@ -491,7 +491,9 @@ def _add_fit_parser(sub) -> None:
         metavar="JSON",
         help="further keywords of gala_deeppotential.fit.fit_potential",
     )
-    training.add_argument("--seed", type=int, default=0)
+    training.add_argument(
+        "--seed", type=int, default=0, help="seed of both fits (default: 0)"
+    )
     training.add_argument("--device", default="cpu", help="'cpu' or 'cuda'")
     training.add_argument("--threads", type=int, default=None, help="torch threads")
     run = parser.add_argument_group("checkpoints and output")
