@@ -193,7 +193,7 @@ class DeepPotential(PotentialBase):
         more pay off only for large batches on idle cores.
     dtype : {"float64", "float32"}
         Evaluation precision. float64 conserves orbit energies to the
-        integrator's accuracy; float32 is about 3x faster for orbits.
+        integrator's accuracy; float32 is 2-3x faster (``docs/benchmarks.md``).
 
     Examples
     --------
@@ -264,7 +264,7 @@ class DeepPotential(PotentialBase):
         if n_threads is not None and int(n_threads) < 1:
             raise ValueError(f"n_threads must be at least 1, got {n_threads}")
         self.n_threads = None if n_threads is None else int(n_threads)
-        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        dtype = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
         if dtype not in (torch.float64, torch.float32):
             raise ValueError(f"dtype must be float64 or float32, got {dtype}")
         self.dtype = dtype
@@ -274,7 +274,9 @@ class DeepPotential(PotentialBase):
     # Construction and persistence
 
     @classmethod
-    def from_fit(cls, fit: Any, units: UnitSystem | None = None, **kwargs):
+    def from_fit(
+        cls, fit: Any, units: UnitSystem | None = None, **kwargs
+    ) -> DeepPotential:
         """Wrap the result of :func:`~gala_deeppotential.fit.fit_potential`.
 
         Parameters
