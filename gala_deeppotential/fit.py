@@ -513,8 +513,8 @@ class FitResult:
                 - \vec{v}\cdot\nabla_x \ln f|}
                 {|\nabla\Phi\cdot\nabla_v \ln f| + |\vec{v}\cdot\nabla_x \ln f|},
 
-        which is 0 for a perfectly stationary DF and 1 when the two terms
-        share nothing, and the fraction of points where
+        which is 0 for a perfectly stationary DF and 1 where the two terms
+        differ in sign (or one vanishes), and the fraction of points where
         :math:`\nabla^2\Phi < 0`, a negative mass density.
 
         Parameters
