@@ -45,71 +45,6 @@ class AsphericityWarning(UserWarning):
     """A spherical export was made of a potential that is measurably aspherical."""
 
 
-def _silu(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    s = torch.sigmoid(z)
-    h = z * s
-    # SiLU' = s (1 + z (1 - s)) = s + h (1 - s)
-    return h, torch.addcmul(s, h, 1 - s)
-
-
-def _tanh(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    t = torch.tanh(z)
-    return t, 1 - t * t
-
-
-def _softplus(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.nn.functional.softplus(z), torch.sigmoid(z)
-
-
-# Value and first derivative only: the orbit fast path never needs the second.
-_FIRST_ORDER = {"silu": _silu, "tanh": _tanh, "softplus": _softplus}
-
-
-class _FastNet:
-    r"""The weights of a :class:`~.nn.PotentialNet`, cached for evaluation.
-
-    Holds contiguous copies of the weights in the evaluation dtype and
-    computes :math:`\Phi` and :math:`\nabla\Phi` with fused ``addmm`` calls
-    and first derivatives only, which is what each orbit step needs.
-    """
-
-    def __init__(self, net: PotentialNet, dtype: torch.dtype) -> None:
-        def cast(t: torch.Tensor) -> torch.Tensor:
-            return t.detach().to(dtype).contiguous()
-
-        self.dtype = dtype
-        self.act = _FIRST_ORDER[net.config["activation"]]
-        self.weights = [cast(layer.weight) for layer in net.hidden]
-        self.weights_t = [w.T.contiguous() for w in self.weights]
-        self.biases = [cast(layer.bias) for layer in net.hidden]
-        self.w_out = cast(net.out.weight[0])
-        self.b_out = cast(net.out.bias[0])
-        # A copy in the evaluation dtype for the Laplacian and Hessian.
-        self.net = copy.deepcopy(net).to(dtype)
-        self.length_scale = cast(net.length_scale)
-        self.phi_scale = cast(net.phi_scale)
-        self.phi_offset = cast(net.phi_offset)
-
-    def energy(self, x: torch.Tensor) -> torch.Tensor:
-        h = x / self.length_scale
-        for w_t, b in zip(self.weights_t, self.biases, strict=True):
-            h = self.act(torch.addmm(b, h, w_t))[0]
-        return (h @ self.w_out + self.b_out) * self.phi_scale + self.phi_offset
-
-    def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = x / self.length_scale
-        slopes = []
-        for w_t, b in zip(self.weights_t, self.biases, strict=True):
-            h, d1 = self.act(torch.addmm(b, h, w_t))
-            slopes.append(d1)
-        phi = (h @ self.w_out + self.b_out) * self.phi_scale + self.phi_offset
-        delta = slopes[-1].mul_(self.w_out)
-        for w, d1 in zip(self.weights[:0:-1], slopes[-2::-1], strict=True):
-            delta = torch.mm(delta, w).mul_(d1)
-        grad = torch.mm(delta, self.weights[0])
-        return phi, grad.mul_(self.phi_scale / self.length_scale)
-
-
 def _checksum(net: PotentialNet) -> str:
     """SHA-256 of the network's configuration and exact weights."""
     tensors, config = net.to_state()
@@ -268,7 +203,7 @@ class DeepPotential(PotentialBase):
         if dtype not in (torch.float64, torch.float32):
             raise ValueError(f"dtype must be float64 or float32, got {dtype}")
         self.dtype = dtype
-        self._fast: _FastNet | None = None
+        self._fast: PotentialNet | None = None
 
     # ------------------------------------------------------------------
     # Construction and persistence
@@ -460,9 +395,10 @@ class DeepPotential(PotentialBase):
                 )
         return x
 
-    def _cache(self) -> _FastNet:
-        if self._fast is None or self._fast.dtype != self.dtype:
-            self._fast = _FastNet(self._net, self.dtype)
+    def _cache(self) -> PotentialNet:
+        """The network in the evaluation dtype, copied once."""
+        if self._fast is None or self._fast.phi_scale.dtype != self.dtype:
+            self._fast = copy.deepcopy(self._net).to(self.dtype)
         return self._fast
 
     def _input(self, x: np.ndarray) -> torch.Tensor:
@@ -470,7 +406,7 @@ class DeepPotential(PotentialBase):
 
     def _local_energy(self, x: np.ndarray) -> np.ndarray:
         with torch.no_grad(), torch_threads(self.n_threads):
-            phi = self._cache().energy(self._input(x))
+            phi = self._cache()(self._input(x))
         return phi.numpy().astype(np.float64) * self._scales()[1]
 
     def _local_gradient(self, x: np.ndarray) -> np.ndarray:
@@ -480,7 +416,7 @@ class DeepPotential(PotentialBase):
         return grad.numpy().astype(np.float64) * (energy / length)
 
     def _local_laplacian(self, x: np.ndarray) -> np.ndarray:
-        net = self._cache().net
+        net = self._cache()
         with torch_threads(self.n_threads):
             lap = [
                 net.grad_and_laplacian(chunk)[2].detach()
@@ -504,7 +440,7 @@ class DeepPotential(PotentialBase):
         return self._local_laplacian(self._to_local(q)) / (4 * np.pi * self.G)
 
     def _hessian(self, q: np.ndarray, t=0.0) -> np.ndarray:
-        net = self._cache().net
+        net = self._cache()
         with torch_threads(self.n_threads):
             hess = [
                 net.hessian(chunk)

@@ -10,27 +10,36 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-Derivatives = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+Activation = Callable[[torch.Tensor, int], tuple[torch.Tensor, ...]]
 
 
-def _silu(z: torch.Tensor):
+def _silu(z: torch.Tensor, order: int):
     s = torch.sigmoid(z)
-    return z * s, s * (1 + z * (1 - s)), s * (1 - s) * (2 + z * (1 - 2 * s))
+    h = z * s
+    d1 = torch.addcmul(s, h, 1 - s)  # s (1 + z (1 - s))
+    if order == 1:
+        return h, d1
+    return h, d1, s * (1 - s) * (2 + z * (1 - 2 * s))
 
 
-def _tanh(z: torch.Tensor):
+def _tanh(z: torch.Tensor, order: int):
     t = torch.tanh(z)
-    d = 1 - t**2
-    return t, d, -2 * t * d
+    d1 = 1 - t * t
+    if order == 1:
+        return t, d1
+    return t, d1, -2 * t * d1
 
 
-def _softplus(z: torch.Tensor):
+def _softplus(z: torch.Tensor, order: int):
     s = torch.sigmoid(z)
+    if order == 1:
+        return nn.functional.softplus(z), s
     return nn.functional.softplus(z), s, s * (1 - s)
 
 
-#: Smooth activations and their first and second derivatives, in closed form.
-ACTIVATIONS: dict[str, Derivatives] = {
+#: Smooth activations: ``act(z, order)`` returns the value and its first
+#: ``order`` (1 or 2) derivatives, in closed form.
+ACTIVATIONS: dict[str, Activation] = {
     "silu": _silu,
     "tanh": _tanh,
     "softplus": _softplus,
@@ -108,7 +117,7 @@ class PotentialNet(nn.Module):
         r""":math:`\Phi(\vec{x})`, shape ``(N,)``, for positions ``(N, 3)``."""
         h = x / self.length_scale
         for layer in self.hidden:
-            h = self._act(layer(h))[0]
+            h = self._act(layer(h), 1)[0]
         return self.out(h)[:, 0] * self.phi_scale + self.phi_offset
 
     def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,13 +135,16 @@ class PotentialNet(nn.Module):
             h = x / self.length_scale
             slopes = []
             for layer in self.hidden:
-                h, d1, _ = self._act(layer(h))
+                h, d1 = self._act(torch.addmm(layer.bias, h, layer.weight.T), 1)
                 slopes.append(d1)
-            phi = self.out(h)[:, 0] * self.phi_scale + self.phi_offset
-            delta = self.out.weight.expand(x.shape[0], -1)
-            for layer, d1 in zip(reversed(self.hidden), reversed(slopes), strict=True):
-                delta = (delta * d1) @ layer.weight
-            return phi, delta * (self.phi_scale / self.length_scale)
+            w_out = self.out.weight[0]
+            phi = (h @ w_out + self.out.bias[0]) * self.phi_scale + self.phi_offset
+            # Back-propagate by hand, in place, reusing the activation slopes.
+            delta = slopes[-1].mul_(w_out)
+            for layer, d1 in zip(self.hidden[:0:-1], slopes[-2::-1], strict=True):
+                delta = torch.mm(delta, layer.weight).mul_(d1)
+            grad = torch.mm(delta, self.hidden[0].weight)
+            return phi, grad.mul_(self.phi_scale / self.length_scale)
 
     def grad_and_laplacian(
         self, x: torch.Tensor
@@ -158,7 +170,7 @@ class PotentialNet(nn.Module):
             z = layer(h)
             jz = torch.einsum("oi,nij->noj", layer.weight, jac)
             lz = lap @ layer.weight.T
-            h, d1, d2 = self._act(z)
+            h, d1, d2 = self._act(z, 2)
             jac = d1[..., None] * jz
             lap = d2 * (jz**2).sum(-1) + d1 * lz
         w = self.out.weight[0]
