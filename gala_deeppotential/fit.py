@@ -30,7 +30,7 @@ from . import io
 from .cbe import cbe_loss, stationarity_residual
 from .df import FlowEnsemble, fit_distribution_function
 from .gala_potential import DeepPotential, _units_to_json
-from .nn import PotentialNet
+from .nn import PotentialNet, sphere_directions
 from .phasespace import to_phase_space
 from .runtime import progress_bar, resolve_device, seeded, torch_threads
 
@@ -426,22 +426,13 @@ def _fix_gauge(net: PotentialNet, x: np.ndarray, gauge: str) -> dict[str, Any]:
             net.phi_offset.fill_(-phi0)
             return {"gauge": "center", "phi_at_center": 0.0}
         r_edge = float(np.quantile(np.linalg.norm(x, axis=1), 0.95))
-        dirs = _fibonacci_sphere(512)
+        dirs = sphere_directions(512)
         pts = torch.as_tensor(r_edge * dirs, dtype=net.phi_scale.dtype)
         phi, grad = net.value_and_grad(pts)
         g_r = float((grad * torch.as_tensor(dirs, dtype=grad.dtype)).sum(1).mean())
         offset = -g_r * r_edge - float(phi.mean())
         net.phi_offset.fill_(offset)
     return {"gauge": "kepler", "r_edge": r_edge, "mass_edge_over_G": g_r * r_edge**2}
-
-
-def _fibonacci_sphere(n: int) -> np.ndarray:
-    """``n`` nearly uniform unit vectors, shape ``(n, 3)``."""
-    i = np.arange(n) + 0.5
-    cos_t = 1 - 2 * i / n
-    sin_t = np.sqrt(1 - cos_t**2)
-    phi = np.pi * (1 + 5**0.5) * i
-    return np.stack([sin_t * np.cos(phi), sin_t * np.sin(phi), cos_t], axis=1)
 
 
 # ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from gala.potential.scf import compute_coeffs_discrete
 from gala.units import DimensionlessUnitSystem, UnitSystem
 
 from . import io
-from .nn import PotentialNet
+from .nn import PotentialNet, sphere_directions
 from .runtime import torch_threads
 
 #: Model-file kind written by :meth:`DeepPotential.save`.
@@ -68,17 +68,6 @@ def _units_to_json(units: UnitSystem) -> list[str] | None:
 
 def _quantity_to_json(q: u.Quantity) -> list:
     return [float(q.value), str(q.unit)]
-
-
-def _directions(n: int) -> np.ndarray:
-    """``n`` nearly uniform unit vectors (a Fibonacci lattice), shape ``(n, 3)``."""
-    k = np.arange(n) + 0.5
-    cos_theta = 1 - 2 * k / n
-    sin_theta = np.sqrt(1 - cos_theta**2)
-    phi = np.pi * (1 + np.sqrt(5)) * k
-    return np.stack(
-        [sin_theta * np.cos(phi), sin_theta * np.sin(phi), cos_theta], axis=1
-    )
 
 
 class DeepPotential(PotentialBase):
@@ -514,7 +503,7 @@ class DeepPotential(PotentialBase):
         """
         r_max = self._export_radius(r_max)
         radii = np.geomspace(r_max / 100, r_max, n_radii)
-        dirs = _directions(n_directions)
+        dirs = sphere_directions(n_directions)
         grad = self._local_gradient((radii[:, None, None] * dirs).reshape(-1, 3))
         grad = grad.reshape(n_radii, n_directions, 3)
         g_r = np.einsum("kdi,di->k", grad, dirs) / n_directions
@@ -592,7 +581,7 @@ class DeepPotential(PotentialBase):
                 stacklevel=2,
             )
         r_knots = np.concatenate([[0.0], np.geomspace(r_min, r_max, n_knots - 1)])
-        dirs = _directions(n_directions)
+        dirs = sphere_directions(n_directions)
         phi = self._local_energy((r_knots[:, None, None] * dirs).reshape(-1, 3))
         phi = phi.reshape(n_knots, n_directions).mean(axis=1)
         if keep_gauge:
@@ -721,7 +710,7 @@ class DeepPotential(PotentialBase):
         """Radius holding half the network's mass within ``r_max``."""
         edges = np.concatenate([[0.0], np.geomspace(r_max / 1e4, r_max, n)])
         mid = 0.5 * (edges[1:] + edges[:-1])
-        dirs = _directions(64)
+        dirs = sphere_directions(64)
         lap = self._local_laplacian((mid[:, None, None] * dirs).reshape(-1, 3))
         shell = lap.reshape(n, -1).mean(axis=1) * (edges[1:] ** 3 - edges[:-1] ** 3)
         mass = np.cumsum(np.clip(shell, 0, None))
