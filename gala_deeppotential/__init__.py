@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 from .compare import compare_orbits, compare_potentials
 from .df import FlowEnsemble, fit_distribution_function
-from .fit import PotentialFit, fit_potential
+from .fit import FitResult, PotentialFit, fit, fit_potential
 from .gala_potential import DeepPotential
 from .mocks import PlummerTruth, plummer_sample
 from .nn import PotentialNet
@@ -19,6 +19,7 @@ from .phasespace import PhaseSpaceData, to_phase_space
 
 __all__ = [
     "DeepPotential",
+    "FitResult",
     "FlowEnsemble",
     "PhaseSpaceData",
     "PlummerTruth",
@@ -27,6 +28,7 @@ __all__ = [
     "__version__",
     "compare_orbits",
     "compare_potentials",
+    "fit",
     "fit_distribution_function",
     "fit_potential",
     "plummer_sample",
