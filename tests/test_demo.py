@@ -1,0 +1,51 @@
+"""The Plummer demo writes results that match its saved potential."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import gala.potential as gp
+import numpy as np
+import pytest
+from astropy.table import QTable
+
+import gala_deeppotential
+from gala_deeppotential.cli import main
+from gala_deeppotential.compare import compare_potentials
+from gala_deeppotential.mocks import PlummerTruth
+
+TINY = {"n_stars": 4096, "n_phi": 2048, "df_epochs": 3, "phi_steps": 200}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    metrics = gala_deeppotential.cli.run_demo(out, sizes=TINY, progress=False)
+    return out, metrics
+
+
+def test_demo_outputs_agree_with_the_saved_potential(demo):
+    out, metrics = demo
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert metrics["sizes"] == TINY and metrics["n_flows"] == 8
+    pot = gp.load(out / "potential.yml", module=gala_deeppotential)
+    truth = PlummerTruth()
+    x_test, _ = truth.sample(2**14, seed=1000)  # the demo's held-out stars
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table, summary = compare_potentials(pot, truth.potential(), x_test.T)
+    for key, value in metrics["summary_r_lt_3"].items():
+        assert summary[key] == pytest.approx(value, rel=1e-12), key
+    saved = QTable.read(out / "comparison.ecsv")
+    np.testing.assert_allclose(saved["acc"], table["acc"], rtol=1e-12)
+    assert (out / "potential.png").stat().st_size > 10_000
+    # Energy in the learned potential is conserved along the demo's orbits.
+    assert metrics["orbits"]["energy_drift"] < 1e-3
+
+
+def test_demo_command_line_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--help"])
+    assert exit_info.value.code == 0
+    assert "--full" in capsys.readouterr().out
