@@ -16,15 +16,8 @@ import torch
 
 from . import io
 from .flows import BatchedFlow, build_flow
-from .phasespace import Standardizer
+from .phasespace import MIN_STARS, Standardizer
 from .runtime import resolve_device, torch_threads
-
-#: Fewest stars :meth:`FlowEnsemble.fit` accepts. With the default 10%
-#: validation split, 1000 stars leave 100 for early stopping, where the
-#: validation loss has a standard error of about 0.2 nats (ln f of a 6-D
-#: Gaussian has a spread of sqrt(3) = 1.7 nats); fewer stars make the stopping
-#: epoch, and so the fitted DF, mostly noise.
-MIN_STARS = 1000
 
 _KIND = "flow_ensemble"
 _CHECKPOINT_KIND = "flow_ensemble_checkpoint"

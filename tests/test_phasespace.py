@@ -34,7 +34,7 @@ from gala_deeppotential.phasespace import (
 # Catalogue input
 # ---------------------------------------------------------------------------
 
-N_STARS = 500
+N_STARS = 1200
 KPC_MYR = u.kpc / u.Myr
 # Measured: every input form reproduces the truth to ~1e-15 relative (astropy's
 # frame transforms are exact to rounding); 1e-12 leaves room for platforms.
