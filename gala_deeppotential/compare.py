@@ -281,9 +281,15 @@ def plot_comparison(
     fig = Figure(figsize=(16, 3.8), layout="constrained")
     ax = fig.subplots(1, 4)
     ax[0].scatter(phi_r, phi_l, s=2, alpha=0.4)
-    lims = [phi_r.min(), phi_r.max()]
+    lims = np.array([phi_r.min(), phi_r.max()])
     ax[0].plot(lims, lims, color="k", lw=1)
-    ax[0].set(xlabel=r"$\Phi_{\rm true}$", ylabel=r"$\Phi_\theta$", title="Φ at stars")
+    pad = 0.1 * np.ptp(lims)
+    ax[0].set(
+        xlabel=r"$\Phi_{\rm true}$",
+        ylabel=r"$\Phi_\theta$",
+        title="Φ at stars",
+        ylim=(lims[0] - pad, lims[1] + pad),
+    )
     for a, (name, fn) in zip(
         ax[1:3],
         (("Φ", lambda p: p.energy(plane)), ("log10 ρ", lambda p: p.density(plane))),
@@ -291,8 +297,11 @@ def plot_comparison(
     ):
         vals = [_value(fn(p)).reshape(gx.shape) for p in (learned, reference)]
         if name != "Φ":
-            vals = [np.log10(np.clip(val, 1e-300, None)) for val in vals]
-        im = a.pcolormesh(gx, gy, vals[0], shading="auto")
+            # Negative learned density is left blank rather than clipped.
+            vals = [np.log10(np.where(val > 0, val, np.nan)) for val in vals]
+        im = a.pcolormesh(
+            gx, gy, vals[0], shading="auto", vmin=vals[1].min(), vmax=vals[1].max()
+        )
         a.contour(gx, gy, vals[1], colors="w", linewidths=0.7)
         fig.colorbar(im, ax=a)
         a.set(aspect="equal", xlabel="x", ylabel="y", title=f"learned {name}, z = 0")
@@ -303,7 +312,7 @@ def plot_comparison(
     ax[3].axhline(0, color="k", lw=1)
     ax[3].set(
         xscale="log",
-        xlabel=f"r [{length}]",
+        xlabel="r" if length == u.one else f"r [{length}]",
         ylabel=r"$a_r / a_{r,\rm true} - 1$",
         title="radial force bias",
         ylim=bias_range,
