@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--phi-steps", type=int, default=2000)
     parser.add_argument("--n-flows", type=int, default=None, help="default: package")
     parser.add_argument("--df-seconds", type=float, default=None)
+    parser.add_argument("--df-epochs", type=int, default=None, help="default: package")
     parser.add_argument("--form", default="log_f", choices=["log_f", "f"])
     parser.add_argument("--activation", default="silu")
     parser.add_argument("--lr", type=float, default=None, help="default: package")
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
             df_kwargs["n_flows"] = args.n_flows
         if args.df_seconds is not None:
             df_kwargs["time_limit"] = args.df_seconds
+        if args.df_epochs is not None:
+            df_kwargs["epochs"] = args.df_epochs
         df = fit_distribution_function(np.hstack([x, v]), **df_kwargs)
         df_s = time.perf_counter() - start
         fit = fit_potential(df, n_samples=args.n_phi, **fit_kwargs)
