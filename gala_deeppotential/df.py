@@ -17,7 +17,7 @@ import torch
 from . import io
 from .flows import BatchedFlow, build_flow
 from .phasespace import MIN_STARS, Standardizer
-from .runtime import resolve_device, torch_threads
+from .runtime import member_generator, resolve_device, torch_threads
 
 _KIND = "flow_ensemble"
 _CHECKPOINT_KIND = "flow_ensemble_checkpoint"
@@ -26,6 +26,13 @@ _CHECKPOINT_FILE = "checkpoint.pt"
 # for any N (about 8 kB per point with autograd), and measured fastest here:
 # 2^13 beat 2^11 by 20% and 2^15 by 50% for the gradients, which stay in cache.
 _EVAL_POINTS = 2**13
+# Validation stars per member per chunk. Fixed, not shrinking with K, so that
+# a member's validation loss sums the same chunks, in the same order, whatever
+# the size of its batch: early stopping must not depend on the other members.
+_VALIDATION_ROWS = 1024
+# Stream of runtime.member_generator that shuffles a member's minibatches
+# (flows.INIT_STREAM draws its initial weights).
+_BATCH_STREAM = 1
 
 
 class FlowEnsemble:
@@ -129,7 +136,7 @@ class FlowEnsemble:
         state = "fitted" if self.flow is not None else "not fitted"
         return f"FlowEnsemble(n_flows={self.n_flows}, device={self.device}, {state})"
 
-    def _build(self, seed: int) -> BatchedFlow:
+    def _build(self, seed: int, first_member: int = 0) -> BatchedFlow:
         cfg = self.config
         return build_flow(
             6,
@@ -141,6 +148,7 @@ class FlowEnsemble:
             tail_bound=cfg["tail_bound"],
             activation=cfg["activation"],
             seed=seed,
+            first_member=first_member,
         ).to(self.device)
 
     # ------------------------------------------------------------------ fit
@@ -157,10 +165,12 @@ class FlowEnsemble:
         patience: int = 10,
         clip_norm: float = 10.0,
         seed: int = 0,
+        first_member: int = 0,
         threads: int | None = None,
         progress: bool = False,
         checkpoint_dir: str | os.PathLike | None = None,
         time_limit: float | None = None,
+        process_group: Any = None,
     ) -> FlowEnsemble:
         r"""Fit every member to a phase-space sample by maximum likelihood.
 
@@ -170,8 +180,19 @@ class FlowEnsemble:
         cosine decay of the learning rate, and its gradient norm clipped
         separately. After each epoch the held-out validation loss is
         computed per member; a member whose loss has not improved for
-        ``patience`` epochs stops improving, and at the end every member
-        gets back its best weights.
+        ``patience`` epochs has stopped: its best weights are final, even
+        while the batch trains on for the others, and at the end every
+        member gets back its best weights.
+
+        A member's training depends only on the data, ``seed`` and its global
+        index ``first_member + k``: the validation split and the
+        :class:`Standardizer` come from ``seed`` and the data, shared by all
+        members, while each member's initial weights and minibatch order come
+        from its own generator
+        (:func:`~gala_deeppotential.runtime.member_generator`). So members
+        fitted in shards (``first_member``) are the members of one fit of
+        the whole ensemble, and :meth:`concatenate` joins them (see
+        :mod:`gala_deeppotential.distributed`).
 
         Parameters
         ----------
@@ -190,13 +211,17 @@ class FlowEnsemble:
             Fraction of the stars held out for early stopping.
         patience : int
             Epochs without improvement before a member stops; training ends
-            when all have stopped.
+            when all have stopped (on every rank of ``process_group``).
         clip_norm : float
             Maximum gradient norm, per member.
         seed : int
             Seeds the split, the initial weights and the minibatches: on the
             CPU with the same ``threads``, the same seed gives bit-identical
             members.
+        first_member : int
+            Global index of this ensemble's first member, when it is a shard
+            of a larger ensemble: member k is trained as member
+            ``first_member + k`` of a fit of all members with this seed.
         threads : int, optional
             Torch intra-op threads while fitting (restored afterwards).
         progress : bool
@@ -211,6 +236,12 @@ class FlowEnsemble:
             Wall-clock budget in seconds, including resumed time. The
             schedule then follows whichever of the epoch or time budget runs
             out first, so results depend on machine speed.
+        process_group : :class:`torch.distributed.ProcessGroup`, optional
+            When this fit is one rank's shard of a distributed fit: after
+            every epoch the ranks agree (one ``all_reduce``) whether all of
+            them are done, so every shard trains for as many epochs as one
+            fit of the whole ensemble would. ``torch.distributed``'s default
+            group is ``torch.distributed.group.WORLD``.
 
         Returns
         -------
@@ -234,13 +265,16 @@ class FlowEnsemble:
             "patience": int(patience),
             "clip_norm": float(clip_norm),
             "seed": int(seed),
+            "first_member": int(first_member),
             "time_limit": None if time_limit is None else float(time_limit),
             "data_sha256": hashlib.sha256(y.numpy().tobytes()).hexdigest(),
         }
         if not 0 < validation_fraction < 1:
             raise ValueError("validation_fraction must lie in (0, 1)")
+        if int(first_member) != first_member or first_member < 0:
+            raise ValueError(f"first_member must be >= 0, got {first_member!r}")
         with torch_threads(threads):
-            _Trainer(self, y, settings, checkpoint_dir, progress).run()
+            _Trainer(self, y, settings, checkpoint_dir, progress, process_group).run()
         return self
 
     # ----------------------------------------------------------- evaluation
@@ -396,23 +430,109 @@ class FlowEnsemble:
 
     def member(self, index: int) -> FlowEnsemble:
         """Member ``index`` on its own, as a one-flow :class:`FlowEnsemble` (a copy)."""
-        flow, scaler = self._require_fitted()
         if not -self.n_flows <= index < self.n_flows:
             raise IndexError(f"member {index} out of range for {self.n_flows} flows")
-        index %= self.n_flows
-        out = FlowEnsemble(**{**self.config, "n_flows": 1}, device=self.device)
-        out.flow = flow.select([index])
+        return self.select([index % self.n_flows])
+
+    def select(self, members: list[int] | range) -> FlowEnsemble:
+        """Some members, in the given order, as a new :class:`FlowEnsemble` (a copy).
+
+        Parameters
+        ----------
+        members : sequence of int
+            Indices in ``[0, K)``; repeats are allowed.
+
+        Returns
+        -------
+        ensemble : :class:`FlowEnsemble`
+            With the same standardizer, and the history of those members.
+        """
+        flow, scaler = self._require_fitted()
+        members = [int(k) for k in members]
+        if not members or not all(0 <= k < self.n_flows for k in members):
+            raise IndexError(
+                f"members must be a non-empty list of indices in [0, {self.n_flows})"
+                f", got {members}"
+            )
+        out = FlowEnsemble(
+            **{**self.config, "n_flows": len(members)}, device=self.device
+        )
+        out.flow = flow.select(members)
         out.standardizer = scaler
         out.history = {
             key: (
-                [[row[index]] for row in rows]
-                if key in ("train_loss", "val_loss")
-                else [rows[index]]
+                [[row[k] for k in members] for row in rows]
+                if key in _PER_MEMBER_ROWS
+                else [rows[k] for k in members]
                 if key == "best_epoch"
                 else list(rows)
             )
             for key, rows in self.history.items()
         }
+        return out
+
+    @classmethod
+    def concatenate(cls, ensembles: list[FlowEnsemble]) -> FlowEnsemble:
+        """Join fitted ensembles' members, in order, into one ensemble.
+
+        The ensembles must share the architecture and the standardizer, as
+        shards of one fit do (``fit(..., first_member=...)`` with the same
+        data and seed), and must have trained for the same epochs. The
+        history keeps each member's curves; ``wall_s`` is the slowest
+        shard's.
+
+        Parameters
+        ----------
+        ensembles : list of :class:`FlowEnsemble`
+
+        Returns
+        -------
+        ensemble : :class:`FlowEnsemble`
+            On the device of the first.
+
+        Raises
+        ------
+        ValueError
+            If the ensembles differ in architecture, standardizer or epochs.
+        """
+        if not ensembles:
+            raise ValueError("concatenate needs at least one ensemble")
+        fitted = [e._require_fitted() for e in ensembles]
+        first = ensembles[0]
+        scaler = fitted[0][1]
+        for other in ensembles[1:]:
+            if other._require_fitted()[1].to_dict() != scaler.to_dict():
+                raise ValueError(
+                    "cannot concatenate ensembles with different standardizers: "
+                    "fit the shards to the same data with the same seed"
+                )
+            if other.history["epoch"] != first.history["epoch"]:
+                raise ValueError(
+                    "cannot concatenate ensembles trained for different epochs "
+                    f"({len(first.history['epoch'])} and "
+                    f"{len(other.history['epoch'])})"
+                )
+        flow = BatchedFlow.concatenate([f for f, _ in fitted])
+        out = cls(**{**first.config, "n_flows": flow.n_members}, device=first.device)
+        out.flow = flow.to(first.device)
+        out.standardizer = scaler
+        histories = [e.history for e in ensembles]
+        out.history = {
+            "epoch": list(first.history["epoch"]),
+            "lr": list(first.history["lr"]),
+            "wall_s": [
+                max(row) for row in zip(*(h["wall_s"] for h in histories), strict=True)
+            ],
+            **{
+                key: [
+                    [value for row in rows for value in row]
+                    for rows in zip(*(h[key] for h in histories), strict=True)
+                ]
+                for key in _PER_MEMBER_ROWS
+            },
+        }
+        if all("best_epoch" in h for h in histories):
+            out.history["best_epoch"] = [e for h in histories for e in h["best_epoch"]]
         return out
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -494,7 +614,13 @@ activation, asinh_axes, device
 
 
 class _Trainer:
-    """One fit of a :class:`FlowEnsemble`: state, checkpoints and the loop."""
+    """One fit of a :class:`FlowEnsemble`: state, checkpoints and the loop.
+
+    Member k (global index ``first_member + k``) draws its initial weights and
+    its minibatch order from its own generators, and is judged for early
+    stopping on its own, so what it learns does not depend on the other
+    members of its batch.
+    """
 
     def __init__(
         self,
@@ -503,15 +629,17 @@ class _Trainer:
         settings: dict[str, Any],
         checkpoint_dir: str | os.PathLike | None,
         progress: bool,
+        process_group: Any,
     ) -> None:
         self.ensemble = ensemble
         self.settings = settings
         self.progress = progress
+        self.process_group = process_group
         self.path = None if checkpoint_dir is None else Path(checkpoint_dir)
         device = ensemble.device
-        self.generator = torch.Generator().manual_seed(settings["seed"])
+        seed, first = settings["seed"], settings["first_member"]
         n_val = max(1, round(settings["validation_fraction"] * len(y)))
-        order = torch.randperm(len(y), generator=self.generator)
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
         y_val, y_train = y[order[:n_val]], y[order[n_val:]]
         self.scaler = Standardizer.fit(y_train, ensemble.config["asinh_axes"])
         # Losses are reported in the caller's units: -<ln f> = -<ln p(s)> - <ln|J|>.
@@ -519,18 +647,22 @@ class _Trainer:
         self.offset_val = float(self.scaler.log_abs_det_jacobian(y_val).mean())
         self.s_train = self.scaler.transform(y_train).to(device, torch.float32)
         self.s_val = self.scaler.transform(y_val).to(device, torch.float32)
-        self.flow = ensemble._build(settings["seed"])
+        self.flow = ensemble._build(seed, first)
         self.keys = sorted(self.flow.member_keys())
         self.optimizer = torch.optim.RAdam(self.flow.parameters(), lr=settings["lr"])
         self.batch = min(settings["batch_size"], len(y_train))
         self.steps_per_epoch = len(y_train) // self.batch
         self.total_steps = settings["epochs"] * self.steps_per_epoch
         k = ensemble.n_flows
+        self.generators = [
+            member_generator(seed, first + i, _BATCH_STREAM) for i in range(k)
+        ]
         self.epoch = 0
         self.step = 0
         self.elapsed = 0.0
         self.finished = False
         self.best_val = torch.full((k,), math.inf)
+        self.best_epoch = torch.zeros(k, dtype=torch.long)
         self.since_best = torch.zeros(k, dtype=torch.long)
         self.best = {name: self.flow.state_dict()[name].clone() for name in self.keys}
         self.history = _empty_history()
@@ -544,8 +676,9 @@ class _Trainer:
         tensors.update({f"best.{k}": v for k, v in self.best.items()})
         for i, state in self.optimizer.state_dict()["state"].items():
             tensors.update({f"optim.{i}.{key}": val for key, val in state.items()})
-        tensors["rng"] = self.generator.get_state()
+        tensors["rng"] = torch.stack([g.get_state() for g in self.generators])
         tensors["best_val"] = self.best_val
+        tensors["best_epoch"] = self.best_epoch
         tensors["since_best"] = self.since_best
         io.save(
             self.path / _CHECKPOINT_FILE,
@@ -586,8 +719,10 @@ class _Trainer:
                 _, i, key = name.split(".", 2)
                 optim["state"].setdefault(int(i), {})[key] = value
         self.optimizer.load_state_dict(optim)
-        self.generator.set_state(tensors["rng"].cpu())
+        for generator, state in zip(self.generators, tensors["rng"].cpu(), strict=True):
+            generator.set_state(state.clone())
         self.best_val = tensors["best_val"].cpu()
+        self.best_epoch = tensors["best_epoch"].cpu()
         self.since_best = tensors["since_best"].cpu()
         self.epoch, self.step = meta["epoch"], meta["step"]
         self.elapsed, self.finished = meta["elapsed"], meta["finished"]
@@ -614,23 +749,24 @@ class _Trainer:
             g.mul_(factor.view(-1, *[1] * (g.ndim - 1)))
 
     def _validation_loss(self) -> torch.Tensor:
-        rows = max(256, _EVAL_POINTS // self.ensemble.n_flows)
         total = torch.zeros(self.ensemble.n_flows, device=self.s_val.device)
         with torch.no_grad():
-            for chunk in torch.split(self.s_val, rows):
+            for chunk in torch.split(self.s_val, _VALIDATION_ROWS):
                 total -= self.flow.log_prob(chunk).sum(dim=1)
         return (total / len(self.s_val)).cpu()
 
     def _epoch(self, start: float) -> bool:
         """Train one epoch and validate; return False if the budget ran out."""
-        k = self.ensemble.n_flows
         device = self.s_train.device
-        order = torch.argsort(
-            torch.rand(k, len(self.s_train), generator=self.generator), dim=1
+        n_train = len(self.s_train)
+        order = torch.stack(
+            [torch.randperm(n_train, generator=g) for g in self.generators]
         ).to(device)
-        loss_sum = torch.zeros(k, device=device)
+        loss_sum = torch.zeros(self.ensemble.n_flows, device=device)
         done = 0
         lr = None
+        # No host round trip per step (no .item(), no bool() of a tensor):
+        # on a GPU the loop only queues kernels.
         for j in range(self.steps_per_epoch):
             lr = self._learning_rate(start)
             if lr is None:
@@ -639,11 +775,6 @@ class _Trainer:
                 group["lr"] = lr
             batch = self.s_train[order[:, j * self.batch : (j + 1) * self.batch]]
             nll = -self.flow.log_prob(batch).mean(dim=1)
-            if not bool(torch.isfinite(nll).all()):
-                raise FloatingPointError(
-                    f"the training loss became {nll.tolist()} at step {self.step}; "
-                    "lower lr or clip_norm"
-                )
             self.optimizer.zero_grad()
             nll.sum().backward()
             self._clip()
@@ -655,25 +786,50 @@ class _Trainer:
                 self.bar.update()
         if done == 0:
             return False
+        # A NaN or inf loss poisons the weights, so it shows in the sum.
+        train_loss = loss_sum.cpu() / done
+        if not bool(torch.isfinite(train_loss).all()):
+            raise FloatingPointError(
+                f"the training loss became {train_loss.tolist()} (per member) in "
+                f"epoch {self.epoch + 1}; lower lr or clip_norm"
+            )
         self.epoch += 1
         val = self._validation_loss()
-        improved = val < self.best_val
+        # Members whose patience has run out keep their best weights.
+        active = self.since_best < self.settings["patience"]
+        improved = active & (val < self.best_val)
         state = self.flow.state_dict()
+        on_device = improved.to(device)
         for name in self.keys:
-            self.best[name][improved.to(device)] = state[name][improved.to(device)]
+            self.best[name][on_device] = state[name][on_device]
         self.best_val = torch.where(improved, val, self.best_val)
+        self.best_epoch = torch.where(improved, self.epoch, self.best_epoch)
         self.since_best = torch.where(improved, 0, self.since_best + 1)
         history = self.history
         history["epoch"].append(self.epoch)
-        history["train_loss"].append(
-            (loss_sum.cpu() / done - self.offset_train).tolist()
-        )
+        history["train_loss"].append((train_loss - self.offset_train).tolist())
         history["val_loss"].append((val - self.offset_val).tolist())
         history["lr"].append(lr if lr is not None else 0.0)
         history["wall_s"].append(time.perf_counter() - start)
         if self.bar is not None:
             self.bar.set_postfix(val_loss=f"{float(val.mean()) - self.offset_val:.4f}")
         return done == self.steps_per_epoch
+
+    def _all_finished(self) -> bool:
+        """Whether this fit is finished here and on every rank of the group."""
+        if self.process_group is None:
+            return self.finished
+        import torch.distributed as dist
+
+        # NCCL reduces only CUDA tensors; gloo takes CPU ones.
+        device = (
+            self.ensemble.device
+            if dist.get_backend(self.process_group) == "nccl"
+            else "cpu"
+        )
+        running = torch.tensor([0 if self.finished else 1], device=device)
+        dist.all_reduce(running, group=self.process_group)
+        return int(running) == 0
 
     def run(self) -> None:
         self._resume()
@@ -686,7 +842,11 @@ class _Trainer:
             )
         start = time.perf_counter() - self.elapsed
         try:
-            while not self.finished:
+            # A shard that is done here trains on while other ranks are not:
+            # a shard whose members have all stopped keeps training them
+            # (their best weights are final), just as one process training
+            # every member would; a shard out of epochs or time does nothing.
+            while not self._all_finished():
                 in_budget = self._epoch(start)
                 self.elapsed = time.perf_counter() - start
                 patience_out = bool(
@@ -711,13 +871,14 @@ class _Trainer:
         state = self.flow.state_dict()
         state.update(self.best)
         self.flow.load_state_dict(state)
-        self.history["best_epoch"] = [
-            int(np.argmin(col)) + 1
-            for col in zip(*self.history["val_loss"], strict=True)
-        ]
+        self.history["best_epoch"] = self.best_epoch.tolist()
         self.ensemble.flow = self.flow
         self.ensemble.standardizer = self.scaler
         self.ensemble.history = self.history
+
+
+# History entries that hold one row per epoch of K per-member values.
+_PER_MEMBER_ROWS = ("train_loss", "val_loss")
 
 
 def _empty_history() -> dict[str, list]:

@@ -11,6 +11,8 @@ from itertools import pairwise
 import torch
 from torch import nn
 
+from .runtime import member_generator
+
 # nflows 0.14 predates current torch; keep whatever it warns about at import
 # out of user output. Every nflows import in the package lives in this module.
 with warnings.catch_warnings():
@@ -22,6 +24,8 @@ with warnings.catch_warnings():
 
 _ACTIVATIONS = {"relu": nn.functional.relu, "silu": nn.functional.silu}
 _LOG_2PI = math.log(2 * math.pi)
+# Stream of runtime.member_generator that draws a member's initial weights.
+INIT_STREAM = 0
 
 
 class _MemberModule(nn.Module):
@@ -52,11 +56,10 @@ class _LULinear(_MemberModule):
     (:func:`torch.linalg.solve_triangular`).
     """
 
-    def __init__(self, n_members: int, dim: int, generator: torch.Generator) -> None:
+    def __init__(self, dim: int, generators: list[torch.Generator]) -> None:
         super().__init__()
-        perms = torch.stack(
-            [torch.randperm(dim, generator=generator) for _ in range(n_members)]
-        )
+        n_members = len(generators)
+        perms = torch.stack([torch.randperm(dim, generator=g) for g in generators])
         self.register_buffer("permutation", torch.eye(dim)[perms])
         self.lower = nn.Parameter(torch.zeros(n_members, dim, dim))
         self.upper = nn.Parameter(torch.zeros(n_members, dim, dim))
@@ -94,16 +97,15 @@ class _BatchedMLP(_MemberModule):
 
     def __init__(
         self,
-        n_members: int,
         in_features: int,
         out_features: int,
         hidden_features: int,
         n_hidden_layers: int,
         activation: str,
-        generator: torch.Generator,
+        generators: list[torch.Generator],
     ) -> None:
         super().__init__()
-        self.n_members = n_members
+        n_members = self.n_members = len(generators)
         # nflows reads this to scale the spline's softmax inputs at init.
         self.hidden_features = hidden_features
         self.activation = _ACTIVATIONS[activation]
@@ -113,9 +115,10 @@ class _BatchedMLP(_MemberModule):
         for fan_in, fan_out in pairwise(sizes):
             # torch.nn.Linear's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
             bound = 1 / math.sqrt(fan_in)
-            shape_w, shape_b = (n_members, fan_in, fan_out), (n_members, 1, fan_out)
-            self.weights.append(nn.Parameter(_uniform(shape_w, bound, generator)))
-            self.biases.append(nn.Parameter(_uniform(shape_b, bound, generator)))
+            self.weights.append(
+                nn.Parameter(_uniform((fan_in, fan_out), bound, generators))
+            )
+            self.biases.append(nn.Parameter(_uniform((1, fan_out), bound, generators)))
         # A zero last layer starts every spline at the same gentle shape.
         self.weights.append(
             nn.Parameter(torch.zeros(n_members, sizes[-1], out_features))
@@ -168,6 +171,12 @@ class BatchedFlow(nn.Module):
         Conditioner nonlinearity.
     seed : int
         Seed of the initial weights and permutations.
+    first_member : int
+        Global index of member 0. Member k's initial weights and permutations
+        are drawn from :func:`~gala_deeppotential.runtime.member_generator`
+        with ``(seed, first_member + k)`` alone, so a flow of members
+        [a, b) built with ``first_member=a`` starts exactly as members a to
+        b - 1 of a larger flow with the same seed.
     """
 
     def __init__(
@@ -181,6 +190,7 @@ class BatchedFlow(nn.Module):
         tail_bound: float,
         activation: str,
         seed: int,
+        first_member: int = 0,
     ) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
@@ -195,20 +205,23 @@ class BatchedFlow(nn.Module):
             "tail_bound": float(tail_bound),
             "activation": activation,
             "seed": int(seed),
+            "first_member": int(first_member),
         }
-        generator = torch.Generator().manual_seed(int(seed))
+        generators = [
+            member_generator(seed, first_member + k, INIT_STREAM)
+            for k in range(n_members)
+        ]
         steps = []
         for i in range(n_steps):
 
             def conditioner(in_features: int, out_features: int) -> _BatchedMLP:
                 return _BatchedMLP(
-                    n_members,
                     in_features,
                     out_features,
                     hidden_features,
                     n_hidden_layers,
                     activation,
-                    generator,
+                    generators,
                 )
 
             coupling = PiecewiseRationalQuadraticCouplingTransform(
@@ -222,7 +235,7 @@ class BatchedFlow(nn.Module):
                 nn.ModuleList(
                     [
                         _Rescale(n_members, dim),
-                        _LULinear(n_members, dim, generator),
+                        _LULinear(dim, generators),
                         coupling,
                     ]
                 )
@@ -311,16 +324,57 @@ class BatchedFlow(nn.Module):
         return keys
 
     def select(self, members: list[int] | range) -> BatchedFlow:
-        """A new :class:`BatchedFlow` holding copies of the given members."""
-        members = list(members)
-        config = {**self.config, "n_members": len(members)}
-        out = BatchedFlow(**config).to(next(self.parameters()))
-        index = torch.as_tensor(members, device=next(self.parameters()).device)
+        """A new :class:`BatchedFlow` holding copies of the given members, in order."""
+        index = torch.as_tensor(list(members), dtype=torch.long)
         keys = self.member_keys()
         state = {
-            name: value.index_select(0, index) if name in keys else value
+            name: value.index_select(0, index.to(value.device))
+            if name in keys
+            else value
             for name, value in self.state_dict().items()
         }
+        return self._with_state(len(index), state)
+
+    @classmethod
+    def concatenate(cls, flows: list[BatchedFlow]) -> BatchedFlow:
+        """One :class:`BatchedFlow` holding the members of ``flows``, in order.
+
+        Raises
+        ------
+        ValueError
+            If the flows differ in anything but their members (architecture,
+            or the shared, non-member buffers).
+        """
+        if not flows:
+            raise ValueError("concatenate needs at least one flow")
+        first = flows[0]
+        ignore = {"n_members", "seed", "first_member"}
+        shared = {k: v for k, v in first.config.items() if k not in ignore}
+        for flow in flows:
+            mine = {k: v for k, v in flow.config.items() if k not in ignore}
+            if mine != shared:
+                raise ValueError(
+                    "cannot concatenate flows of different architectures: "
+                    f"{shared} and {mine}"
+                )
+        keys = first.member_keys()
+        state = {}
+        for name, value in first.state_dict().items():
+            parts = [flow.state_dict()[name] for flow in flows]
+            if name in keys:
+                state[name] = torch.cat(parts)
+            elif not all(torch.equal(value, part) for part in parts):
+                raise ValueError(f"the flows differ in their shared buffer {name!r}")
+            else:
+                state[name] = value
+        return first._with_state(sum(flow.n_members for flow in flows), state)
+
+    def _with_state(
+        self, n_members: int, state: dict[str, torch.Tensor]
+    ) -> BatchedFlow:
+        """A flow like this one with ``n_members`` members, loaded from ``state``."""
+        param = next(self.parameters())
+        out = BatchedFlow(**{**self.config, "n_members": n_members}).to(param)
         out.load_state_dict(state)
         return out
 
@@ -336,6 +390,7 @@ def build_flow(
     tail_bound: float = 5.0,
     activation: str = "silu",
     seed: int = 0,
+    first_member: int = 0,
 ) -> BatchedFlow:
     """Build K independent spline flows from nflows parts, batched as one module.
 
@@ -358,6 +413,10 @@ def build_flow(
         Conditioner nonlinearity.
     seed : int
         Seed of the initial weights and permutations.
+    first_member : int
+        Global index of the first member: member k starts as member
+        ``first_member + k`` of any flow with the same seed (see
+        :class:`BatchedFlow`).
 
     Returns
     -------
@@ -380,8 +439,14 @@ def build_flow(
         tail_bound=tail_bound,
         activation=activation,
         seed=seed,
+        first_member=first_member,
     )
 
 
-def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator):
-    return (2 * torch.rand(shape, generator=generator) - 1) * bound
+def _uniform(
+    shape: tuple[int, ...], bound: float, generators: list[torch.Generator]
+) -> torch.Tensor:
+    """U(-bound, bound) draws of ``shape``, one per member, stacked: (K, *shape)."""
+    return torch.stack(
+        [(2 * torch.rand(shape, generator=g) - 1) * bound for g in generators]
+    )
