@@ -13,12 +13,13 @@ from .compare import compare_orbits, compare_potentials
 from .df import FlowEnsemble, fit_distribution_function
 from .fit import FitResult, PotentialFit, fit, fit_potential
 from .gala_potential import DeepPotential
-from .mocks import PlummerTruth, plummer_sample
+from .mocks import EddingtonDF, PlummerTruth, eddington_sample, plummer_sample
 from .nn import PotentialNet
 from .phasespace import PhaseSpaceData, to_phase_space
 
 __all__ = [
     "DeepPotential",
+    "EddingtonDF",
     "FitResult",
     "FlowEnsemble",
     "PhaseSpaceData",
@@ -28,6 +29,7 @@ __all__ = [
     "__version__",
     "compare_orbits",
     "compare_potentials",
+    "eddington_sample",
     "fit",
     "fit_distribution_function",
     "fit_potential",

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-__all__ = ["compare_orbits", "compare_potentials", "plot_comparison"]
+__all__ = [
+    "compare_orbits",
+    "compare_potentials",
+    "plot_comparison",
+    "plot_distribution_function",
+    "plot_error_profiles",
+    "plot_orbits",
+]
 
 import itertools
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 from gala.potential import PotentialBase
+
+if TYPE_CHECKING:
+    from gala.dynamics import Orbit
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def compare_potentials(
@@ -73,7 +85,7 @@ def compare_potentials(
         raise ValueError(f"positions must have shape (3, N), got {pos.shape}")
     if not np.all(np.isfinite(pos)):
         raise ValueError("positions contain NaN or inf")
-    q = pos * length if length != u.one else pos
+    q = _with_length(pos, length)
     errors = _pointwise_errors(learned, reference, q)
     r = np.linalg.norm(pos - _origin(reference, length)[:, None], axis=0)
     edges = _in_length(r_bins, length)
@@ -142,6 +154,16 @@ def _in_length(x, length: u.UnitBase) -> np.ndarray:
             )
         return np.asarray(x.to_value(length), dtype=float)
     return np.asarray(x, dtype=float)
+
+
+def _with_length(values: np.ndarray, length: u.UnitBase) -> np.ndarray | u.Quantity:
+    """Plain numbers in ``length`` as gala takes them: a Quantity unless unitless."""
+    return values * length if length != u.one else values
+
+
+def _unit_label(name: str, unit: u.UnitBase | None) -> str:
+    """An axis label, ``name [unit]``, or just ``name`` when dimensionless."""
+    return name if unit is None or unit == u.one else f"{name} [{unit}]"
 
 
 def _origin(potential: PotentialBase, length: u.UnitBase) -> np.ndarray:
@@ -269,21 +291,18 @@ def plot_comparison(
 
     length = reference.units["length"]
     pos = _in_length(positions, length)
-
-    def quantity(p):
-        return p * length if length != u.one else p
-
+    q = _with_length(pos, length)
     # Only the radial force bias is plotted: no need for every error.
-    a_l, a_r = (-_value(p.gradient(quantity(pos))) for p in (learned, reference))
-    bias = _radial_bias(a_l, a_r, quantity(pos), reference)
-    phi_l, phi_r = (_value(p.energy(quantity(pos))) for p in (learned, reference))
+    a_l, a_r = (-_value(p.gradient(q)) for p in (learned, reference))
+    bias = _radial_bias(a_l, a_r, q, reference)
+    phi_l, phi_r = (_value(p.energy(q)) for p in (learned, reference))
     phi_l = phi_l - np.median(phi_l - phi_r)
     r = np.linalg.norm(pos, axis=0)
     if extent is None:
         extent = float(np.quantile(r, 0.9))
     grid = np.linspace(-extent, extent, n_grid)
     gx, gy = np.meshgrid(grid, grid)
-    plane = quantity(np.stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)]))
+    plane = _with_length(np.stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)]), length)
 
     fig = Figure(figsize=(16, 3.8), layout="constrained")
     ax = fig.subplots(1, 4)
@@ -306,12 +325,14 @@ def plot_comparison(
         if name != "Φ":
             # Negative learned density is left blank rather than clipped.
             vals = [np.log10(np.where(val > 0, val, np.nan)) for val in vals]
-        im = a.pcolormesh(
-            gx, gy, vals[0], shading="auto", vmin=vals[1].min(), vmax=vals[1].max()
-        )
+        _mesh_panel(fig, a, grid, grid, vals[0], limits=(vals[1].min(), vals[1].max()))
         a.contour(gx, gy, vals[1], colors="w", linewidths=0.7)
-        fig.colorbar(im, ax=a)
-        a.set(aspect="equal", xlabel="x", ylabel="y", title=f"learned {name}, z = 0")
+        a.set(
+            aspect="equal",
+            xlabel=_unit_label("x", length),
+            ylabel=_unit_label("y", length),
+            title=f"learned {name}, z = 0",
+        )
     bias_range = np.quantile(bias, [0.01, 0.99]) * 1.5
     if np.ptp(bias_range) == 0:
         bias_range = np.array([-0.01, 0.01])
@@ -319,9 +340,347 @@ def plot_comparison(
     ax[3].axhline(0, color="k", lw=1)
     ax[3].set(
         xscale="log",
-        xlabel="r" if length == u.one else f"r [{length}]",
+        xlabel=_unit_label("r", length),
         ylabel=r"$a_r / a_{r,\rm true} - 1$",
         title="radial force bias",
         ylim=bias_range,
     )
+    return fig
+
+
+def _mesh_panel(
+    fig: Figure,
+    ax: Axes,
+    x: np.ndarray,
+    y: np.ndarray,
+    values: np.ndarray,
+    *,
+    limits: tuple[float, float],
+    cmap: str = "viridis",
+    label: str | None = None,
+) -> None:
+    """``values``, shaped (len(y), len(x)), as a colour mesh with a colour bar."""
+    im = ax.pcolormesh(
+        x, y, values, shading="nearest", vmin=limits[0], vmax=limits[1], cmap=cmap
+    )
+    fig.colorbar(im, ax=ax, label=label)
+
+
+# --------------------------------------------------- the DF in (r, v): Fig. 2
+
+
+def plot_distribution_function(
+    model: Any,
+    truth: Any,
+    *,
+    r_max: float | None = None,
+    v_max: float | None = None,
+    n_grid: int = 48,
+    n_directions: int = 16,
+    ratio_limits: tuple[float, float] = (0.8, 1.25),
+    units: Any = None,
+    seed: int = 0,
+) -> Figure:
+    r"""The paper's Fig. 2: a distribution function in the (r, v) plane, and a ratio.
+
+    Each panel shows the density of stars in radius and speed,
+    :math:`p(r, v) = 16\pi^2 r^2 v^2 \langle f \rangle`, where
+    :math:`\langle f \rangle` is the DF averaged over the directions of
+    :math:`\vec{x}` and :math:`\vec{v}`; panels: the truth, the model, and
+    their ratio model/truth (blank where the truth is zero).
+
+    Each of ``model`` and ``truth`` may be
+
+    * a DF object with ``log_prob(x, v)`` (a
+      :class:`~gala_deeppotential.FlowEnsemble`) or ``log_f(x, v)`` (a
+      :class:`~gala_deeppotential.PlummerTruth` or
+      :class:`~gala_deeppotential.EddingtonDF`), evaluated at the cell centres
+      for ``n_directions`` random pairs of directions (the same pairs for
+      both, so a model identical to the truth gives a ratio of exactly one);
+    * or a sample, a pair ``(x, v)`` of arrays each (N, 3) or one (N, 6)
+      array, histogrammed as counts / (N Δr Δv).
+
+    Parameters
+    ----------
+    model, truth : DF object or sample
+        See above; positions and velocities in one unit system.
+    r_max, v_max : float, optional
+        The extent of the plane; default the 95th-percentile radius and the
+        99th-percentile speed of the first sample given (required when both
+        are DF objects).
+    n_grid : int
+        Cells per axis.
+    n_directions : int
+        Direction pairs over which DF objects are averaged.
+    ratio_limits : tuple of float
+        Colour limits of the ratio panel.
+    units : :class:`~gala.units.UnitSystem`, optional
+        Only for the axis labels.
+    seed : int
+        Seed of the directions.
+
+    Returns
+    -------
+    fig : :class:`matplotlib.figure.Figure`
+        Three panels, each with a colour bar; the meshes hold
+        :math:`\log_{10} p` (truth, model) and the ratio.
+
+    Examples
+    --------
+    >>> from gala_deeppotential import PlummerTruth
+    >>> truth = PlummerTruth()
+    >>> fig = plot_distribution_function(truth, truth, r_max=3, v_max=1.5)
+    >>> ratio = fig.axes[2].collections[0].get_array()
+    >>> float(ratio.min()), float(ratio.max())
+    (1.0, 1.0)
+    """
+    from matplotlib.figure import Figure
+
+    samples = [s for s in (truth, model) if _as_sample(s) is not None]
+    if r_max is None or v_max is None:
+        if not samples:
+            raise ValueError("give r_max and v_max when both inputs are DF objects")
+        x, v = _as_sample(samples[0])
+        r_max = r_max or float(np.quantile(np.linalg.norm(x, axis=1), 0.95))
+        v_max = v_max or float(np.quantile(np.linalg.norm(v, axis=1), 0.99))
+    r_edges = np.linspace(0.0, r_max, n_grid + 1)
+    v_edges = np.linspace(0.0, v_max, n_grid + 1)
+    rng = np.random.default_rng(seed)
+    directions = [_random_directions(n_directions, rng) for _ in range(2)]
+    p_truth, p_model = (
+        _rv_density(s, r_edges, v_edges, directions) for s in (truth, model)
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(p_truth > 0, p_model / p_truth, np.nan)
+        logs = [np.log10(np.where(p > 0, p, np.nan)) for p in (p_truth, p_model)]
+    finite = logs[0][np.isfinite(logs[0])]
+    limits = (float(finite.max()) - 4, float(finite.max()))
+
+    fig = Figure(figsize=(15, 4), layout="constrained")
+    ax = fig.subplots(1, 3, sharey=True)
+    r_mid, v_mid = _centres(r_edges), _centres(v_edges)
+    length = None if units is None else units["length"]
+    speed = None if units is None else units["length"] / units["time"]
+    for a, values, title in zip(ax[:2], logs, ("truth", "model"), strict=True):
+        _mesh_panel(fig, a, r_mid, v_mid, values, limits=limits, label="log10 p(r, v)")
+        a.set(title=title)
+    _mesh_panel(fig, ax[2], r_mid, v_mid, ratio, limits=ratio_limits, cmap="RdBu_r")
+    ax[2].set(title="model / truth")
+    for a in ax:
+        a.set(xlabel=_unit_label("r", length))
+    ax[0].set(ylabel=_unit_label("v", speed))
+    return fig
+
+
+def _as_sample(source: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(x, v)`` (N, 3) arrays if ``source`` is a sample, else None."""
+    if hasattr(source, "log_prob") or hasattr(source, "log_f"):
+        return None
+    if isinstance(source, tuple) and len(source) == 2:
+        x, v = (np.asarray(_value(a), dtype=float) for a in source)
+    else:
+        w = np.asarray(_value(source), dtype=float)
+        if w.ndim != 2 or w.shape[1] != 6:
+            raise ValueError(
+                "a sample must be a pair (x, v) of (N, 3) arrays or one (N, 6) "
+                f"array; got shape {w.shape}"
+            )
+        x, v = w[:, :3], w[:, 3:]
+    return x, v
+
+
+def _log_density(model: Any, x: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """ln f from a DF object's ``log_prob`` (torch) or ``log_f`` (numpy)."""
+    out = model.log_prob(x, v) if hasattr(model, "log_prob") else model.log_f(x, v)
+    if hasattr(out, "detach"):
+        out = out.detach().cpu().double().numpy()
+    return np.asarray(out, dtype=float)
+
+
+def _random_directions(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Isotropic unit vectors, shape (n, 3)."""
+    d = rng.normal(size=(n, 3))
+    return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+def _centres(edges: np.ndarray) -> np.ndarray:
+    return 0.5 * (edges[1:] + edges[:-1])
+
+
+def _rv_density(
+    source: Any,
+    r_edges: np.ndarray,
+    v_edges: np.ndarray,
+    directions: list[np.ndarray],
+) -> np.ndarray:
+    """:math:`p(r, v)`, shape (n_v, n_r), from a sample or a DF object."""
+    sample = _as_sample(source)
+    if sample is not None:
+        x, v = sample
+        counts, _, _ = np.histogram2d(
+            np.linalg.norm(v, axis=1), np.linalg.norm(x, axis=1), [v_edges, r_edges]
+        )
+        return counts / (len(x) * np.diff(v_edges)[:, None] * np.diff(r_edges))
+    r, v = np.meshgrid(_centres(r_edges), _centres(v_edges))
+    x_dir, v_dir = directions
+    x = r.reshape(-1, 1, 1) * x_dir
+    vel = v.reshape(-1, 1, 1) * v_dir
+    log_f = _log_density(source, x.reshape(-1, 3), vel.reshape(-1, 3))
+    f = np.exp(log_f).reshape(r.size, len(x_dir)).mean(axis=1).reshape(r.shape)
+    return 16 * np.pi**2 * r**2 * v**2 * f
+
+
+# ------------------------------------------------------------ orbits
+
+
+def plot_orbits(learned: Orbit, reference: Orbit, *, max_orbits: int = 3) -> Figure:
+    r"""Orbits in a learned potential overlaid on the same orbits in a reference one.
+
+    One row per orbit: the x-y and R-z projections and the radius against
+    time, reference solid, learned dashed.
+
+    Parameters
+    ----------
+    learned, reference : :class:`~gala.dynamics.Orbit`
+        The same initial conditions integrated in each potential, with the
+        same times (e.g. ``potential.integrate_orbit(w0, dt=..., n_steps=...)``).
+    max_orbits : int
+        Plot at most the first this many orbits.
+
+    Returns
+    -------
+    fig : :class:`matplotlib.figure.Figure`
+        ``3 * n`` axes; each holds the reference line, then the learned one.
+
+    Examples
+    --------
+    >>> from gala.potential import PlummerPotential
+    >>> from gala.dynamics import PhaseSpacePosition
+    >>> pot = PlummerPotential(m=1.0, b=1.0, units=None)
+    >>> w0 = PhaseSpacePosition(pos=[1.0, 0, 0], vel=[0, 0.5, 0.2])
+    >>> orbit = pot.integrate_orbit(w0, dt=0.05, n_steps=200)
+    >>> len(plot_orbits(orbit, orbit).axes)
+    3
+    """
+    from matplotlib.figure import Figure
+
+    xyz = [_orbit_array(o.xyz)[..., :max_orbits] for o in (reference, learned)]
+    if xyz[0].shape != xyz[1].shape:
+        raise ValueError(
+            f"the orbits differ in shape: {xyz[0].shape} and {xyz[1].shape}; "
+            "integrate the same initial conditions for the same times"
+        )
+    t = _value(reference.t)
+    n = xyz[0].shape[2]
+    length = getattr(reference.xyz, "unit", None)
+    time = getattr(reference.t, "unit", None)
+    fig = Figure(figsize=(12, 3.6 * n), layout="constrained")
+    ax = fig.subplots(n, 3, squeeze=False)
+    for k in range(n):
+        for pos, style, label in zip(
+            xyz, ("-", "--"), ("reference", "learned"), strict=True
+        ):
+            x, y, z = pos[:, :, k]
+            ax[k, 0].plot(x, y, style, lw=0.8, label=label)
+            ax[k, 1].plot(np.hypot(x, y), z, style, lw=0.8)
+            ax[k, 2].plot(t, np.linalg.norm(pos[:, :, k], axis=0), style, lw=0.8)
+        ax[k, 0].set(
+            xlabel=_unit_label("x", length),
+            ylabel=_unit_label("y", length),
+            aspect="equal",
+            title=f"orbit {k}",
+        )
+        ax[k, 1].set(xlabel=_unit_label("R", length), ylabel=_unit_label("z", length))
+        ax[k, 2].set(xlabel=_unit_label("t", time), ylabel=_unit_label("r", length))
+    ax[0, 0].legend(fontsize=8)
+    return fig
+
+
+def _orbit_array(xyz) -> np.ndarray:
+    """Orbit positions as (3, n_times, n_orbits), for one orbit or many."""
+    values = _value(xyz)
+    return values[..., None] if values.ndim == 2 else values
+
+
+# ------------------------------------------------------------ error profiles
+
+
+#: What :func:`plot_error_profiles` draws by default, with axis labels.
+ERROR_LABELS = {
+    "phi": r"$|\Delta\Phi| / |\Phi|$",
+    "acc": r"$|\Delta \vec{a}| / |\vec{a}|$",
+    "a_r_bias": r"$a_r / a_{r,\rm ref} - 1$",
+    "rho": r"$|\rho / \rho_{\rm ref} - 1|$",
+    "v_circ": r"$|v_c / v_{c,\rm ref} - 1|$",
+    "m_enc": r"$|M / M_{\rm ref} - 1|$",
+    "acc_angle": "angle between accelerations [deg]",
+}
+
+
+def plot_error_profiles(
+    tables: QTable | Mapping[str, QTable],
+    *,
+    quantities: Sequence[str] = ("phi", "acc", "a_r_bias", "rho"),
+) -> Figure:
+    r"""Median errors against radius, from :func:`compare_potentials` tables.
+
+    One panel per error; each table is a line through the medians of its
+    radial bins, at the bins' geometric centres (the arithmetic one for a bin
+    from zero). The acceleration panel also shows the 90th percentile
+    (dashed). Signed errors (``a_r_bias``) get a linear axis around zero, the
+    others a logarithmic one.
+
+    Parameters
+    ----------
+    tables : :class:`~astropy.table.QTable` or mapping of str to QTable
+        Tables of :func:`compare_potentials`, e.g. with logarithmic
+        ``r_bins``; a mapping labels several models.
+    quantities : sequence of str
+        Columns to plot, from ``phi``, ``acc``, ``acc_angle``, ``a_r_bias``,
+        ``rho``, ``v_circ``, ``m_enc``.
+
+    Returns
+    -------
+    fig : :class:`matplotlib.figure.Figure`
+        One axis per quantity; line k of an axis is table k (with the
+        90th-percentile line after the median in the ``acc`` panel).
+
+    Examples
+    --------
+    >>> from gala.potential import PlummerPotential
+    >>> ref = PlummerPotential(m=1.0, b=1.0, units=None)
+    >>> pos = np.random.default_rng(1).normal(size=(3, 2000))
+    >>> table, _ = compare_potentials(
+    ...     PlummerPotential(m=1.02, b=1.0, units=None), ref, pos,
+    ...     r_bins=np.geomspace(0.1, 5, 8))
+    >>> fig = plot_error_profiles(table)
+    >>> np.round(fig.axes[1].lines[0].get_ydata(), 6)[:3]
+    array([0.02, 0.02, 0.02])
+    """
+    from matplotlib.figure import Figure
+
+    if isinstance(tables, QTable):
+        tables = {"": tables}
+    unknown = [q for q in quantities if q not in ERROR_LABELS]
+    if unknown:
+        raise ValueError(
+            f"unknown quantities {unknown}; choose from {list(ERROR_LABELS)}"
+        )
+    fig = Figure(figsize=(4 * len(quantities), 3.6), layout="constrained")
+    ax = np.atleast_1d(fig.subplots(1, len(quantities)))
+    for a, name in zip(ax, quantities, strict=True):
+        for label, table in tables.items():
+            r_lo, r_hi = (_value(table[c]) for c in ("r_min", "r_max"))
+            r = np.where(r_lo > 0, np.sqrt(r_lo * r_hi), 0.5 * r_hi)
+            (line,) = a.plot(r, table[name], "o-", ms=3, label=label or None)
+            if name == "acc":
+                a.plot(r, table["acc_p90"], "--", color=line.get_color())
+        if name == "a_r_bias":
+            a.axhline(0, color="k", lw=1)
+        else:
+            a.set_yscale("log")
+        unit = getattr(next(iter(tables.values()))["r_max"], "unit", None)
+        a.set(xscale="log", xlabel=_unit_label("r", unit), ylabel=ERROR_LABELS[name])
+    if len(tables) > 1:
+        ax[0].legend(fontsize=8)
     return fig
