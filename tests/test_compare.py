@@ -128,7 +128,7 @@ def test_plot_distribution_function_truth_panel_is_analytic():
 
 
 class _ScaledTruth:
-    """A DF object with a torch ``log_prob``, like FlowEnsemble: 1.1 times the truth."""
+    """A DF object with a torch log_prob, like FlowEnsemble: 1.1 times the truth."""
 
     def log_prob(self, x, v):
         return torch.as_tensor(PlummerTruth().log_f(x, v) + np.log(1.1)).float()
@@ -154,7 +154,7 @@ def test_plot_distribution_function_sample_against_truth():
     ratio = _mesh(fig, 2)
     expected = 10 ** _mesh(fig, 0) * n * (3 / 12) * (1.5 / 12)  # stars per cell
     full = expected > 400
-    """A DF object with a torch log_prob, like FlowEnsemble: 1.1 times the truth."""
+    # Poisson noise and the cell-centre approximation: measured max |z| 2.4 (50 cells).
     z = (ratio[full] - 1) * np.sqrt(expected[full])
     assert full.sum() > 40 and np.max(np.abs(z)) < 5
     with pytest.raises(ValueError, match=r"\(N, 6\)"):
