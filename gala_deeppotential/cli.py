@@ -59,8 +59,10 @@ def run_demo(
     Parameters
     ----------
     output : str or path-like
-        Folder for ``metrics.json``, ``potential.yml`` (+ model file) and the
-        figure ``potential.png``.
+        Folder for ``metrics.json``, ``comparison.ecsv``, ``potential.yml``
+        (+ model file) and the figures ``potential.png`` (the paper's Fig. 3),
+        ``df.png`` (Fig. 2: the DF in the (r, v) plane), ``orbits.png`` (three
+        orbits in both potentials) and ``errors.png`` (errors by radius).
     full : bool
         Train the flows three times longer (24 epochs rather than 8).
     n_flows : int, optional
@@ -83,7 +85,14 @@ def run_demo(
     """
     from gala.units import DimensionlessUnitSystem
 
-    from .compare import compare_orbits, compare_potentials, plot_comparison
+    from .compare import (
+        compare_orbits,
+        compare_potentials,
+        plot_comparison,
+        plot_distribution_function,
+        plot_error_profiles,
+        plot_orbits,
+    )
     from .df import fit_distribution_function
     from .fit import fit_potential
     from .gala_potential import DeepPotential, ExtrapolationWarning
@@ -135,12 +144,27 @@ def run_demo(
         # shows how the network extrapolates.
         warnings.simplefilter("ignore", ExtrapolationWarning)
         table, summary = compare_potentials(pot, truth.potential(), x_test.T)
-        plot_comparison(pot, truth.potential(), x_test.T).savefig(
-            out / "potential.png", dpi=120
+        profile, _ = compare_potentials(
+            pot, truth.potential(), x_test.T, r_bins=np.geomspace(0.05, 10, 14)
         )
+        figures = {
+            "potential": plot_comparison(pot, truth.potential(), x_test.T),
+            "df": plot_distribution_function(
+                df, truth, r_max=3, v_max=1.5, n_grid=32, n_directions=8
+            ),
+            "errors": plot_error_profiles(profile),
+        }
         say("[4/5] integrating 20 orbits in both potentials")
         w0 = truth.to_phase_space_position(x_test[:20], v_test[:20])
         orbits = compare_orbits(pot, truth.potential(), w0, dt=0.02, n_steps=5000)
+        figures["orbits"] = plot_orbits(
+            *(
+                p.integrate_orbit(w0[:3], dt=0.02, n_steps=5000)
+                for p in (pot, truth.potential())
+            )
+        )
+    for name, figure in figures.items():
+        figure.savefig(out / f"{name}.png", dpi=120)
     table.write(out / "comparison.ecsv", overwrite=True)
     timings["total_s"] = time.perf_counter() - start
 
@@ -593,7 +617,8 @@ def main(argv: list[str] | None = None) -> int:
         help="run the Plummer-sphere demonstration end to end",
         description="Sample a Plummer sphere, fit the flows and Φ, compare with "
         "the analytic potential and integrate orbits. Writes metrics.json, "
-        "comparison.ecsv, potential.png and the learned potential to OUTPUT.",
+        "comparison.ecsv, the figures potential.png (Fig. 3), df.png (Fig. 2), "
+        "orbits.png and errors.png, and the learned potential to OUTPUT.",
     )
     demo.add_argument("--output", "-o", default="demo_output", help="output folder")
     demo.add_argument(

@@ -39,7 +39,8 @@ def test_demo_outputs_agree_with_the_saved_potential(demo):
         assert summary[key] == pytest.approx(value, rel=1e-12), key
     saved = QTable.read(out / "comparison.ecsv")
     np.testing.assert_allclose(saved["acc"], table["acc"], rtol=1e-12)
-    assert (out / "potential.png").stat().st_size > 10_000
+    for figure in ("potential", "df", "orbits", "errors"):
+        assert (out / f"{figure}.png").stat().st_size > 10_000, figure
     # Energy in the learned potential is conserved along the demo's orbits.
     assert metrics["orbits"]["energy_drift"] < 1e-3
 
