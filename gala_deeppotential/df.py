@@ -30,6 +30,9 @@ _EVAL_POINTS = 2**13
 # a member's validation loss sums the same chunks, in the same order, whatever
 # the size of its batch: early stopping must not depend on the other members.
 _VALIDATION_ROWS = 1024
+# Rows per member in a batch should be a multiple of this, the float32 lanes
+# of the widest CPU vector (AVX-512), for members to be batch-independent.
+_ROW_MULTIPLE = 16
 # Stream of runtime.member_generator that shuffles a member's minibatches
 # (flows.INIT_STREAM draws its initial weights).
 _BATCH_STREAM = 1
@@ -752,7 +755,13 @@ class _Trainer:
         total = torch.zeros(self.ensemble.n_flows, device=self.s_val.device)
         with torch.no_grad():
             for chunk in torch.split(self.s_val, _VALIDATION_ROWS):
-                total -= self.flow.log_prob(chunk).sum(dim=1)
+                # Pad to whole vectors, so that no member's rows fall in the
+                # ragged end of an array (see flows._SplineCoupling).
+                rows = len(chunk)
+                padded = torch.cat(
+                    [chunk, chunk.new_zeros(-rows % _ROW_MULTIPLE, chunk.shape[1])]
+                )
+                total -= self.flow.log_prob(padded)[:, :rows].sum(dim=1)
         return (total / len(self.s_val)).cpu()
 
     def _epoch(self, start: float) -> bool:

@@ -20,6 +20,9 @@ with warnings.catch_warnings():
     from nflows.transforms.coupling import (
         PiecewiseRationalQuadraticCouplingTransform,
     )
+    from nflows.transforms.splines.rational_quadratic import (
+        rational_quadratic_spline,
+    )
     from nflows.utils.torchutils import create_alternating_binary_mask
 
 _ACTIVATIONS = {"relu": nn.functional.relu, "silu": nn.functional.silu}
@@ -135,6 +138,47 @@ class _BatchedMLP(_MemberModule):
         return h.reshape(inputs.shape[0], -1)
 
 
+class _SplineCoupling(PiecewiseRationalQuadraticCouplingTransform):
+    """nflows' rational-quadratic spline coupling with linear tails, mask-free.
+
+    nflows gathers the inputs inside the spline box with a boolean mask, so
+    its arrays have data-dependent lengths: on a GPU every step waits for the
+    host, and on the CPU a member's values can land in the ragged end of an
+    array, which vectorised kernels round differently (softplus, sigmoid), so
+    a member's gradients would depend on the other members in its batch.
+    Here every input goes through the spline, clamped to the box, and the
+    identity is selected outside it: the same map, in fixed-size blocks.
+    """
+
+    def _piecewise_cdf(
+        self, inputs: torch.Tensor, transform_params: torch.Tensor, inverse=False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        bins, bound = self.num_bins, self.tail_bound
+        # As nflows: scale the softmax inputs so the initial bins are even.
+        scale = math.sqrt(self.transform_net.hidden_features)
+        # The edge derivatives are 1, matching the linear tails.
+        edge = math.log(math.expm1(1 - self.min_derivative))
+        derivatives = nn.functional.pad(
+            transform_params[..., 2 * bins :], (1, 1), value=edge
+        )
+        inside = (inputs >= -bound) & (inputs <= bound)
+        outputs, log_det = rational_quadratic_spline(
+            inputs.clamp(-bound, bound),
+            transform_params[..., :bins] / scale,
+            transform_params[..., bins : 2 * bins] / scale,
+            derivatives,
+            inverse=inverse,
+            left=-bound,
+            right=bound,
+            bottom=-bound,
+            top=bound,
+            min_bin_width=self.min_bin_width,
+            min_bin_height=self.min_bin_height,
+            min_derivative=self.min_derivative,
+        )
+        return torch.where(inside, outputs, inputs), torch.where(inside, log_det, 0.0)
+
+
 class BatchedFlow(nn.Module):
     r"""K independent normalizing flows over D dimensions, as one module.
 
@@ -224,7 +268,7 @@ class BatchedFlow(nn.Module):
                     generators,
                 )
 
-            coupling = PiecewiseRationalQuadraticCouplingTransform(
+            coupling = _SplineCoupling(
                 mask=create_alternating_binary_mask(dim, even=i % 2 == 0),
                 transform_net_create_fn=conditioner,
                 num_bins=n_bins,
