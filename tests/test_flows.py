@@ -103,3 +103,32 @@ def test_seed_fixes_initial_weights_and_permutations():
         not torch.equal(value, c.state_dict()[name])
         for name, value in a.state_dict().items()
     )
+
+
+def test_members_start_the_same_in_any_shard():
+    whole = build_flow(n_members=5, seed=3)
+    shard = build_flow(n_members=2, seed=3, first_member=2)
+    for name, value in whole.select([2, 3]).state_dict().items():
+        assert torch.equal(value, shard.state_dict()[name]), name
+    joined = type(whole).concatenate([build_flow(n_members=2, seed=3), shard])
+    for name, value in whole.select(range(4)).state_dict().items():
+        assert torch.equal(value, joined.state_dict()[name]), name
+    with pytest.raises(ValueError, match="architectures"):
+        type(whole).concatenate([whole, build_flow(n_bins=4)])
+
+
+def test_linear_tails_are_the_identity_and_continuous_at_the_box():
+    flow = _perturbed(build_flow(n_members=2, hidden_features=16)).double()
+    coupling = flow.steps[0][2]
+    bound = coupling.tail_bound
+    # Transformed coordinates just inside, on and beyond the box edges.
+    edge = torch.tensor([-2 * bound, -bound, -bound + 1e-9, bound - 1e-9, bound, 9.0])
+    s = torch.zeros(2 * len(edge), 6, dtype=torch.float64)
+    s[:, 1] = edge.repeat(2).double()
+    out, log_det = coupling(s)
+    outside = edge.abs().repeat(2) > bound
+    torch.testing.assert_close(out[outside, 1], s[outside, 1], rtol=0, atol=0)
+    # Continuous across the edge: the spline maps the edge to itself.
+    torch.testing.assert_close(out[:, 1][1::6], s[:, 1][1::6], rtol=0, atol=1e-12)
+    torch.testing.assert_close(out[:, 1][2::6], s[:, 1][2::6], rtol=0, atol=1e-8)
+    assert torch.isfinite(log_det).all()
