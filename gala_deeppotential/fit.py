@@ -384,7 +384,13 @@ def _train(
     steps = progress_bar(range(n_steps), enabled=progress, desc="Φ fit", unit="step")
     running = torch.zeros((), device=device)
     for step in steps:
-        idx = torch.randint(len(train), (batch_size,), generator=gen).to(device)
+        if step % eval_every == 0:
+            # One host-to-device copy per block of steps (a blocking copy
+            # waits for the GPU); the same draws as one randint per step.
+            rows = min(eval_every, n_steps - step)
+            block = torch.randint(len(train), (rows, batch_size), generator=gen)
+            block = block.to(device)
+        idx = block[step % eval_every]
         loss, _ = _batch_loss(net, train[idx], config["lam"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
