@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_output
+BENCH_OUT ?= bench_output
+BENCH_THREADS ?= 1
 
 .PHONY: venv test demo bench bench-quick docs lint clean
 
@@ -28,8 +30,27 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/deep-potential demo --output $(DEMO_OUT)
 
+# Every benchmark prints one JSON object, kept in $(BENCH_OUT)/NAME.json.
+# bench: the full sizes (about 15 minutes on 2 idle cores); bench-quick:
+# reduced sizes (about 3 minutes). See docs/scaling.md.
+bench: $(STAMP)
+	mkdir -p $(BENCH_OUT)
+	$(BIN)/python benchmarks/ensemble_scaling.py --threads $(BENCH_THREADS) > $(BENCH_OUT)/ensemble_scaling.json
+	$(BIN)/python benchmarks/grad_cost.py --threads $(BENCH_THREADS) > $(BENCH_OUT)/grad_cost.json
+	$(BIN)/python benchmarks/df_quality.py --threads $(BENCH_THREADS) > $(BENCH_OUT)/df_quality.json
+	$(BIN)/python benchmarks/potential_quality.py --threads $(BENCH_THREADS) > $(BENCH_OUT)/potential_quality.json
+	$(BIN)/python benchmarks/orbits.py --threads $(BENCH_THREADS) > $(BENCH_OUT)/orbits.json
+
+bench-quick: $(STAMP)
+	mkdir -p $(BENCH_OUT)
+	$(BIN)/python benchmarks/ensemble_scaling.py --quick --threads $(BENCH_THREADS) > $(BENCH_OUT)/ensemble_scaling.json
+	$(BIN)/python benchmarks/grad_cost.py --quick --threads $(BENCH_THREADS) > $(BENCH_OUT)/grad_cost.json
+	$(BIN)/python benchmarks/df_quality.py --quick --threads $(BENCH_THREADS) > $(BENCH_OUT)/df_quality.json
+	$(BIN)/python benchmarks/potential_quality.py --quick --sections exact --threads $(BENCH_THREADS) > $(BENCH_OUT)/potential_quality.json
+	$(BIN)/python benchmarks/orbits.py --quick --threads $(BENCH_THREADS) > $(BENCH_OUT)/orbits.json
+
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) build *.egg-info docs/_build docs/generated $(DEMO_OUT)
+	rm -rf $(VENV) build *.egg-info docs/_build docs/generated $(DEMO_OUT) $(BENCH_OUT)

@@ -11,6 +11,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/orbits.py            # fits a quick model first
     .venv/bin/python benchmarks/orbits.py --model plummer.yml
+    .venv/bin/python benchmarks/orbits.py --quick    # reduced sizes, ~1 minute
 """
 
 from __future__ import annotations
@@ -99,7 +100,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--nmax", type=int, default=8)
     parser.add_argument("--lmax", type=int, default=0)
     parser.add_argument("--n-knots", type=int, default=64)
+    parser.add_argument(
+        "--quick", action="store_true", help="100 orbits, 200 steps, 1 repeat"
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.n_orbits, args.n_steps, args.repeats = 100, 200, 1
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
