@@ -224,7 +224,11 @@ class FlowEnsemble:
         first_member : int
             Global index of this ensemble's first member, when it is a shard
             of a larger ensemble: member k is trained as member
-            ``first_member + k`` of a fit of all members with this seed.
+            ``first_member + k`` of a fit of all members with this seed; on
+            the CPU bit for bit when ``batch_size`` is a multiple of 16 (whole
+            float32 vectors, so no member's rows fall in an array's ragged
+            end); otherwise they differ by float32 rounding, which training
+            can amplify.
         threads : int, optional
             Torch intra-op threads while fitting (restored afterwards).
         progress : bool
