@@ -17,7 +17,7 @@ It writes ``fig2_df.png``, ``fig3_potential.png``, ``errors.png``,
 ``orbits.png``, ``comparison.ecsv`` and ``results.json`` to ``--out`` and
 returns the numbers. The default sizes are the paper's (about 5 minutes on two
 idle cores); ``--n-stars``, ``--n-phi``, ``--df-epochs`` and ``--phi-steps``
-reduce them::
+reduce them, and ``--df-batch-size`` and ``--df-lr`` set the flows' training::
 
     .venv/bin/python examples/plummer_end_to_end.py --out plummer_end_to_end
 """
@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-stars", type=int, default=2**17)
     parser.add_argument("--n-phi", type=int, default=2**15, help="points for Φ")
     parser.add_argument("--df-epochs", type=int, default=8)
+    parser.add_argument("--df-batch-size", type=int, default=512)
+    parser.add_argument("--df-lr", type=float, default=2e-3, help="flows' peak lr")
     parser.add_argument("--phi-steps", type=int, default=2000)
     parser.add_argument("--n-flows", type=int, default=8)
     parser.add_argument("--n-orbits", type=int, default=20)
@@ -86,6 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
         data.w,
         args.n_flows,
         epochs=args.df_epochs,
+        batch_size=args.df_batch_size,
+        lr=args.df_lr,
         seed=args.seed,
         threads=args.threads,
         progress=False,
