@@ -23,6 +23,7 @@ from __future__ import annotations
 __all__ = ["fit_distribution_function", "main", "member_range"]
 
 import argparse
+import inspect
 import json
 import os
 import time
@@ -79,8 +80,7 @@ def fit_distribution_function(
     device: str | torch.device | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     progress: bool = False,
-    model_options: dict[str, Any] | None = None,
-    **fit_options: Any,
+    **options: Any,
 ) -> FlowEnsemble:
     """Fit a :class:`~gala_deeppotential.FlowEnsemble` with its members over ranks.
 
@@ -107,13 +107,13 @@ def fit_distribution_function(
         ranks resumes.
     progress : bool
         Show a progress bar on rank 0.
-    model_options : dict, optional
-        Architecture keywords of :class:`~gala_deeppotential.FlowEnsemble`
-        (``n_steps``, ``n_bins``, ``hidden_features``, ...).
-    **fit_options
-        Keywords of :meth:`~gala_deeppotential.FlowEnsemble.fit` (``epochs``,
-        ``seed``, ``threads``, ...), except ``first_member`` and
-        ``process_group``, which this function sets.
+    **options
+        As for :func:`gala_deeppotential.fit_distribution_function`: the
+        architecture of :class:`~gala_deeppotential.FlowEnsemble`
+        (``n_steps``, ``hidden_features``, ...) and the keywords of
+        :meth:`~gala_deeppotential.FlowEnsemble.fit` (``epochs``, ``seed``,
+        ``threads``, ...), except ``first_member`` and ``process_group``,
+        which this function sets.
 
     Returns
     -------
@@ -123,9 +123,12 @@ def fit_distribution_function(
         :func:`~gala_deeppotential.fit_distribution_function` (bit for bit on
         the CPU; see ``tests/test_distributed.py``).
     """
-    clash = sorted({"first_member", "process_group"} & set(fit_options))
+    clash = sorted({"first_member", "process_group"} & set(options))
     if clash:
         raise ValueError(f"fit_distribution_function sets {clash} itself")
+    architecture = inspect.signature(FlowEnsemble).parameters
+    model_options = {k: v for k, v in options.items() if k in architecture}
+    fit_options = {k: v for k, v in options.items() if k not in architecture}
     owned = not dist.is_initialized()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = _rank_device(device, local_rank)
@@ -139,7 +142,7 @@ def fit_distribution_function(
         shard_dir = None
         if checkpoint_dir is not None:
             shard_dir = Path(checkpoint_dir) / f"members-{members.start}-{members.stop}"
-        shard = FlowEnsemble(len(members), **(model_options or {}), device=device)
+        shard = FlowEnsemble(len(members), **model_options, device=device)
         shard.fit(
             data,
             first_member=members.start,
@@ -247,14 +250,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     data = np.load(args.data, allow_pickle=False)
-    fit_options = {
+    options = {
         key: getattr(args, key)
-        for key in ("epochs", "batch_size", "lr", "patience", "time_limit")
-        if getattr(args, key) is not None
-    }
-    model_options = {
-        key: getattr(args, key)
-        for key in ("n_steps", "n_bins", "hidden_features", "n_hidden_layers")
+        for key in (
+            *("epochs", "batch_size", "lr", "patience", "time_limit"),
+            *("n_steps", "n_bins", "hidden_features", "n_hidden_layers"),
+        )
         if getattr(args, key) is not None
     }
     rank = int(os.environ.get("RANK", 0))
@@ -265,10 +266,9 @@ def main(argv: list[str] | None = None) -> None:
         device=args.device,
         checkpoint_dir=args.checkpoint_dir,
         progress=args.progress,
-        model_options=model_options,
         seed=args.seed,
         threads=args.threads,
-        **fit_options,
+        **options,
     )
     if rank == 0:
         path = df.save(args.output)
