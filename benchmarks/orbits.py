@@ -129,7 +129,11 @@ def main(argv: list[str] | None = None) -> dict:
     deep32 = deep.replicate(n_threads=args.threads, dtype="float32")
 
     start = time.perf_counter()
-    spline = deep.to_spherical_spline(n_knots=args.n_knots)
+    # keep_gauge=False: a briefly trained network's angle-averaged Φ can reach
+    # zero before data_radius, where keeping its constant would make the
+    # Keplerian tail repel. Matching forces at r_max instead changes only a
+    # constant, which export_accuracy removes anyway.
+    spline = deep.to_spherical_spline(n_knots=args.n_knots, keep_gauge=False)
     spline_build = time.perf_counter() - start
     start = time.perf_counter()
     scf = deep.to_scf(nmax=args.nmax, lmax=args.lmax)

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .df import DEFAULT_EPOCHS, DEFAULT_N_FLOWS
+
 #: Unit systems the command line knows by name.
 UNIT_SYSTEMS = ("galactic", "solarsystem", "dimensionless")
 
@@ -28,12 +30,19 @@ _FRAME_OPTIONS = {
     "roll": "roll_deg",
 }
 
-#: Demo sizes. Both use the paper's 2^17 stars and 2^15 points for Φ; the
-#: default takes about 4 minutes on 2 idle cores, ``--full`` trains the flows
-#: three times longer (about 7 minutes; see docs/benchmarks.md).
+#: Demo sizes. Both use the paper's 2^17 stars and 2^15 points for Φ and the
+#: default ensemble size; the default trains the flows for 8 epochs (about 5
+#: minutes on 2 idle cores), ``--full`` for the package's default
+#: :data:`~gala_deeppotential.df.DEFAULT_EPOCHS` (about 9 minutes; see
+#: docs/benchmarks.md).
 DEMO_SIZES = {
     "quick": {"n_stars": 2**17, "n_phi": 2**15, "df_epochs": 8, "phi_steps": 2000},
-    "full": {"n_stars": 2**17, "n_phi": 2**15, "df_epochs": 24, "phi_steps": 2000},
+    "full": {
+        "n_stars": 2**17,
+        "n_phi": 2**15,
+        "df_epochs": DEFAULT_EPOCHS,
+        "phi_steps": 2000,
+    },
 }
 
 
@@ -64,7 +73,7 @@ def run_demo(
         ``df.png`` (Fig. 2: the DF in the (r, v) plane), ``orbits.png`` (three
         orbits in both potentials) and ``errors.png`` (errors by radius).
     full : bool
-        Train the flows three times longer (24 epochs rather than 8).
+        Train the flows for the package's default 16 epochs rather than 8.
     n_flows : int, optional
         Ensemble size; default that of :class:`~gala_deeppotential.FlowEnsemble`.
     seed : int
@@ -622,10 +631,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument("--output", "-o", default="demo_output", help="output folder")
     demo.add_argument(
-        "--full", action="store_true", help="train the flows 3x longer (24 epochs)"
+        "--full",
+        action="store_true",
+        help="train the flows for the default 16 epochs rather than 8",
     )
     demo.add_argument(
-        "--n-flows", type=int, default=None, help="ensemble size (default 8)"
+        "--n-flows",
+        type=int,
+        default=None,
+        help=f"ensemble size (default {DEFAULT_N_FLOWS})",
     )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--device", default="cpu", help="'cpu' or 'cuda'")

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .df import FlowEnsemble
+from .df import DEFAULT_N_FLOWS, FlowEnsemble
 from .flows import BatchedFlow
 from .runtime import resolve_device
 
@@ -75,7 +75,7 @@ def member_range(n_flows: int, rank: int, world_size: int) -> range:
 
 def fit_distribution_function(
     data: np.ndarray | torch.Tensor,
-    n_flows: int = 8,
+    n_flows: int = DEFAULT_N_FLOWS,
     *,
     device: str | torch.device | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         "data", help=".npy file of an (N, 6) array: positions then velocities"
     )
     parser.add_argument("--output", required=True, help="model file to write")
-    parser.add_argument("--n-flows", type=int, default=FlowEnsemble().n_flows)
+    parser.add_argument("--n-flows", type=int, default=DEFAULT_N_FLOWS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="default: cuda if any, else cpu")
     parser.add_argument("--threads", type=int, default=None)

@@ -13,6 +13,7 @@ from astropy.table import QTable
 import gala_deeppotential
 from gala_deeppotential.cli import main
 from gala_deeppotential.compare import compare_potentials
+from gala_deeppotential.df import DEFAULT_N_FLOWS
 from gala_deeppotential.mocks import PlummerTruth
 
 TINY = {"n_stars": 4096, "n_phi": 2048, "df_epochs": 3, "phi_steps": 200}
@@ -28,7 +29,7 @@ def demo(tmp_path_factory):
 def test_demo_outputs_agree_with_the_saved_potential(demo):
     out, metrics = demo
     assert json.loads((out / "metrics.json").read_text()) == metrics
-    assert metrics["sizes"] == TINY and metrics["n_flows"] == 8
+    assert metrics["sizes"] == TINY and metrics["n_flows"] == DEFAULT_N_FLOWS
     pot = gp.load(out / "potential.yml", module=gala_deeppotential)
     truth = PlummerTruth()
     x_test, _ = truth.sample(2**14, seed=1000)  # the demo's held-out stars
