@@ -12,6 +12,7 @@ __all__ = [
 ]
 
 import itertools
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -201,7 +202,9 @@ def compare_orbits(
     table : :class:`~astropy.table.QTable`
         One row per orbit: pericentre, apocentre and radial period in each
         potential (means over the orbit; suffixes ``_learned`` and
-        ``_reference``) with their relative differences (``*_rel_diff``), the
+        ``_reference``; NaN for an orbit that shows no such extremum, or fewer
+        than two pericentres for the period, within the integration) with
+        their relative differences (``*_rel_diff``), the
         largest relative energy drift :math:`\max_t |E(t)/E(0) - 1|` in the
         learned potential, and the phase divergence, the final distance
         between the two orbits over the reference apocentre.
@@ -227,10 +230,18 @@ def compare_orbits(
         )
         for p in (learned, reference)
     ]
+    with warnings.catch_warnings():
+        # gala averages the extrema it finds; an orbit with none (one that
+        # escapes, or too short a run) gets NaN, as documented above.
+        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        extrema = {
+            "pericenter": [o.pericenter() for o in orbits],
+            "apocenter": [o.apocenter() for o in orbits],
+        }
     table = QTable()
     for name, (o_l, o_r) in {
-        "pericenter": [o.pericenter() for o in orbits],
-        "apocenter": [o.apocenter() for o in orbits],
+        **extrema,
         "period": [_radial_period(o) for o in orbits],
     }.items():
         table[f"{name}_learned"] = o_l
