@@ -17,7 +17,8 @@ It writes ``fig2_df.png``, ``fig3_potential.png``, ``errors.png``,
 ``orbits.png``, ``comparison.ecsv`` and ``results.json`` to ``--out`` and
 returns the numbers. The default sizes are the paper's (about 5 minutes on two
 idle cores); ``--n-stars``, ``--n-phi``, ``--df-epochs`` and ``--phi-steps``
-reduce them, and ``--df-batch-size`` and ``--df-lr`` set the flows' training::
+reduce them; ``--df-batch-size``, ``--df-lr`` and ``--phi-batch-size`` set
+the training::
 
     .venv/bin/python examples/plummer_end_to_end.py --out plummer_end_to_end
 """
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--df-batch-size", type=int, default=512)
     parser.add_argument("--df-lr", type=float, default=2e-3, help="flows' peak lr")
     parser.add_argument("--phi-steps", type=int, default=2000)
+    parser.add_argument("--phi-batch-size", type=int, default=1024)
     parser.add_argument("--n-flows", type=int, default=8)
     parser.add_argument("--n-orbits", type=int, default=20)
     parser.add_argument("--orbit-steps", type=int, default=4000)
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
         df,
         n_samples=args.n_phi,
         n_steps=args.phi_steps,
+        batch_size=args.phi_batch_size,
         seed=args.seed,
         threads=args.threads,
         progress=False,
