@@ -10,7 +10,7 @@ the flows' DF against the Eddington DF in the (r, v) plane (``df.png``).
 
 Unlike the Plummer sphere, the Hernquist sphere has a density cusp,
 :math:`\\rho \\propto r^{-1}`, and a steeper :math:`r^{-4}` envelope. Run
-(about 5 minutes on two idle cores at the default sizes)::
+(about 5 minutes on two idle cores, 10 on two busy ones, at the default sizes)::
 
     .venv/bin/python examples/compare_analytic.py --out compare_analytic
 
