@@ -306,6 +306,7 @@ def _run_fit(args: argparse.Namespace) -> None:
             threads=args.threads,
             progress=not args.quiet,
             checkpoint_dir=checkpoint_dir,
+            distributed=args.distributed,
         )
     except KeyboardInterrupt:
         if checkpoint_dir is not None:
@@ -314,6 +315,8 @@ def _run_fit(args: argparse.Namespace) -> None:
                 file=sys.stderr,
             )
         raise
+    if result is None:  # a rank other than 0 of a distributed fit
+        return
     plot = None if args.no_plot else paths["yaml"].with_suffix(".png")
     report = result.report(threads=args.threads, plot=plot)
     result.save(paths["yaml"], report=report)
@@ -531,6 +534,12 @@ def _add_fit_parser(sub) -> None:
     )
     training.add_argument("--device", default="cpu", help="'cpu' or 'cuda'")
     training.add_argument("--threads", type=int, default=None, help="torch threads")
+    training.add_argument(
+        "--distributed",
+        action="store_true",
+        help="spread the flow ensemble over torchrun's processes: torchrun "
+        "--nproc-per-node=N --no-python deep-potential fit ... --distributed",
+    )
     run = parser.add_argument_group("checkpoints and output")
     run.add_argument(
         "--checkpoint-dir",

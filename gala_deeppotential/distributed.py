@@ -20,13 +20,15 @@ CPU. See ``docs/scaling.md`` for multi-GPU nodes and SLURM.
 
 from __future__ import annotations
 
-__all__ = ["fit_distribution_function", "main", "member_range"]
+__all__ = ["fit_distribution_function", "main", "member_range", "process_group"]
 
 import argparse
+import contextlib
 import inspect
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,14 +131,7 @@ def fit_distribution_function(
     architecture = inspect.signature(FlowEnsemble).parameters
     model_options = {k: v for k, v in options.items() if k in architecture}
     fit_options = {k: v for k, v in options.items() if k not in architecture}
-    owned = not dist.is_initialized()
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    device = _rank_device(device, local_rank)
-    if owned:
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    try:
+    with process_group(device) as device:
         rank, world_size = dist.get_rank(), dist.get_world_size()
         members = member_range(n_flows, rank, world_size)
         shard_dir = None
@@ -152,19 +147,44 @@ def fit_distribution_function(
             **fit_options,
         )
         return FlowEnsemble.concatenate(_gather_shards(shard))
-    finally:
-        if owned:
-            dist.destroy_process_group()
 
 
-def _rank_device(device: str | torch.device | None, local_rank: int) -> torch.device:
-    """This rank's device: ``cuda:LOCAL_RANK`` for a bare ``"cuda"`` or the default."""
+@contextlib.contextmanager
+def process_group(
+    device: str | torch.device | None = None,
+) -> Iterator[torch.device]:
+    """Join torchrun's process group for the duration of a ``with`` block.
+
+    Creates the group from torchrun's environment (``nccl`` for a CUDA
+    device, ``gloo`` on the CPU) unless one already exists, and destroys on
+    exit only a group it created, so the calls nest.
+
+    Parameters
+    ----------
+    device : str or :class:`torch.device`, optional
+        By default ``cuda:LOCAL_RANK`` where CUDA is available, else the CPU;
+        ``"cuda"`` also means ``cuda:LOCAL_RANK``.
+
+    Yields
+    ------
+    device : :class:`torch.device`
+        This rank's device.
+    """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = resolve_device(device)
     if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    return device
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    owned = not dist.is_initialized()
+    if owned:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield device
+    finally:
+        if owned:
+            dist.destroy_process_group()
 
 
 def _gather_shards(shard: FlowEnsemble) -> list[FlowEnsemble]:

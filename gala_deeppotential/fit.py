@@ -645,7 +645,8 @@ def fit(
     threads: int | None = None,
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
-) -> FitResult:
+    distributed: bool = False,
+) -> FitResult | None:
     r"""Fit a potential to a stellar catalogue: the whole method in one call.
 
     The stages are
@@ -702,10 +703,17 @@ def fit(
         of the settings above (not of ``device``, ``threads`` or
         ``progress``): a folder of a different fit is never reused, but
         raises instead.
+    distributed : bool
+        Spread the flow ensemble's members over the processes of
+        ``torchrun`` (see :mod:`gala_deeppotential.distributed`; ``gloo`` on
+        the CPU, ``nccl`` and ``cuda:LOCAL_RANK`` for ``device="cuda"``).
+        Call it on every rank with the same arguments; the ensemble equals a
+        single process's, and rank 0 alone then fits Φ.
 
     Returns
     -------
-    result : :class:`FitResult`
+    result : :class:`FitResult` or None
+        None on the ranks other than 0 of a distributed fit.
 
     Raises
     ------
@@ -759,16 +767,33 @@ def fit(
         "seed": seed,
     }
     common = {"seed": seed, "device": device, "threads": threads, "progress": progress}
-    folder = None
-    if checkpoint_dir is not None:
-        folder = _open_checkpoint(Path(checkpoint_dir), data.w, phase_space, config)
-    df = fit_distribution_function(
-        data.w,
+    folder = None if checkpoint_dir is None else Path(checkpoint_dir)
+    flow_kwargs = {
         **df_kwargs,
-        **({} if n_flows is None else {"n_flows": n_flows}),
         **common,
-        checkpoint_dir=None if folder is None else folder / _DF_FOLDER,
-    )
+        **({} if n_flows is None else {"n_flows": n_flows}),
+        "checkpoint_dir": None if folder is None else folder / _DF_FOLDER,
+    }
+    if distributed:
+        from . import distributed as multi
+
+        with multi.process_group(device) as rank_device:
+            root = torch.distributed.get_rank() == 0
+            if folder is not None:
+                # Rank 0 claims the folder; the others then check its manifest.
+                for claims in (root, not root):
+                    if claims:
+                        _open_checkpoint(folder, data.w, phase_space, config)
+                    torch.distributed.barrier()
+            df = multi.fit_distribution_function(
+                data.w, **{**flow_kwargs, "device": rank_device}
+            )
+        if not root:
+            return None
+    else:
+        if folder is not None:
+            _open_checkpoint(folder, data.w, phase_space, config)
+        df = fit_distribution_function(data.w, **flow_kwargs)
     potential_fit = None if folder is None else _load_potential_fit(folder)
     if potential_fit is None:
         potential_fit = fit_potential(df, **phi_kwargs, **common)

@@ -4,14 +4,22 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import astropy.units as u
+import gala.potential as gp
 import numpy as np
 import pytest
 import torch
+from astropy.coordinates import SkyCoord
+from gala.units import galactic
 
+import gala_deeppotential
 from gala_deeppotential.df import FlowEnsemble
 from gala_deeppotential.distributed import member_range
-from gala_deeppotential.mocks import PlummerTruth
+from gala_deeppotential.fit import fit
+from gala_deeppotential.mocks import PlummerTruth, plummer_sample
+from gala_deeppotential.phasespace import DEFAULT_GALCEN_FRAME
 
 # A tiny fit whose members stop early at different epochs (measured with one
 # process: best epochs 8, 11 and 9, all stopped after epoch 12), so rank 1,
@@ -75,3 +83,58 @@ def test_torchrun_gathers_the_single_process_ensemble(tmp_path):
     )
     for name, value in single.flow.state_dict().items():
         assert torch.equal(gathered.flow.state_dict()[name], value), name
+
+
+def test_cli_fit_distributed_equals_one_process(tmp_path):
+    w = plummer_sample(1500, m=1e11 * u.Msun, b=3 * u.kpc, units=galactic, seed=1)
+    stars = SkyCoord(w.pos.with_differentials(w.vel), frame=DEFAULT_GALCEN_FRAME)
+    catalogue = tmp_path / "stars.ecsv"
+    table = stars.icrs.to_table()
+    table.rename_columns(["pm_ra_cosdec", "pm_dec"], ["pmra", "pmdec"])
+    table.write(catalogue)
+    options = {"epochs": 2}
+    phi = {"batch_size": 256, "n_steps": 60, "n_samples": 512}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "--no-python",
+        str(Path(sys.executable).with_name("deep-potential")),
+        "fit",
+        str(catalogue),
+        "-o",
+        str(tmp_path / "model.yml"),
+        "--distributed",
+        "--n-flows=2",
+        f"--df-options={json.dumps(options)}",
+        f"--potential-options={json.dumps(phi)}",
+        "--threads=1",
+        "--seed=5",
+        "--quiet",
+        "--no-plot",
+        "--checkpoint-dir",
+        str(tmp_path / "checkpoint"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    shards = sorted(p.name for p in (tmp_path / "checkpoint" / "df").iterdir())
+    assert shards == ["members-0-1", "members-1-2"]
+
+    learned = gp.load(tmp_path / "model.yml", module=gala_deeppotential)
+    single = fit(
+        catalogue,
+        n_flows=2,
+        df_options=options,
+        potential_options=phi,
+        threads=1,
+        seed=5,
+        progress=False,
+    ).potential
+    q = np.random.default_rng(0).normal(scale=4.0, size=(3, 50)) * u.kpc
+    # The same ensemble bit for bit, so the same Φ fit on rank 0.
+    assert np.array_equal(learned.energy(q).value, single.energy(q).value)
