@@ -10,7 +10,8 @@ the flows' DF against the Eddington DF in the (r, v) plane (``df.png``).
 
 Unlike the Plummer sphere, the Hernquist sphere has a density cusp,
 :math:`\\rho \\propto r^{-1}`, and a steeper :math:`r^{-4}` envelope. Run
-(about 5 minutes on two idle cores, 10 on two busy ones, at the default sizes)::
+(about 10 minutes on two idle cores at the default sizes, with the package's
+default ensemble; ``--n-flows 8 --df-epochs 8`` takes half that)::
 
     .venv/bin/python examples/compare_analytic.py --out compare_analytic
 
@@ -45,6 +46,7 @@ from gala_deeppotential import (
     fit_potential,
 )
 from gala_deeppotential.compare import plot_distribution_function, plot_error_profiles
+from gala_deeppotential.df import DEFAULT_EPOCHS, DEFAULT_N_FLOWS
 from gala_deeppotential.gala_potential import ExtrapolationWarning
 
 MASS, SCALE = 1e11 * u.Msun, 5 * u.kpc
@@ -57,10 +59,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-stars", type=int, default=2**17)
     parser.add_argument("--n-phi", type=int, default=2**15, help="points for Φ")
-    parser.add_argument("--df-epochs", type=int, default=8)
+    parser.add_argument("--df-epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--phi-steps", type=int, default=2000)
     parser.add_argument("--phi-batch-size", type=int, default=1024)
-    parser.add_argument("--n-flows", type=int, default=8)
+    parser.add_argument("--n-flows", type=int, default=DEFAULT_N_FLOWS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
