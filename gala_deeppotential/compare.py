@@ -206,8 +206,11 @@ def compare_orbits(
         than two pericentres for the period, within the integration) with
         their relative differences (``*_rel_diff``), the
         largest relative energy drift :math:`\max_t |E(t)/E(0) - 1|` in the
-        learned potential, and the phase divergence, the final distance
-        between the two orbits over the reference apocentre.
+        learned potential, and the phase divergence, the distance between
+        the two orbits over the reference apocentre: at the end
+        (``phase_divergence``) and at every saved time
+        (``phase_divergence_t``, shape ``(n_orbits, n_times)``, at the times
+        in ``table.meta["t"]``).
     """
     from gala.integrate import (
         DOPRI853Integrator,
@@ -249,10 +252,11 @@ def compare_orbits(
         table[f"{name}_rel_diff"] = np.abs(_value(o_l) / _value(o_r) - 1)
     energy = _value(orbits[0].energy())
     table["energy_drift"] = np.max(np.abs(energy / energy[0] - 1), axis=0)
-    sep = np.linalg.norm(
-        _value(orbits[0].xyz[:, -1]) - _value(orbits[1].xyz[:, -1]), axis=0
-    )
-    table["phase_divergence"] = sep / _value(table["apocenter_reference"])
+    sep = np.linalg.norm(_value(orbits[0].xyz) - _value(orbits[1].xyz), axis=0)
+    divergence = (sep / _value(table["apocenter_reference"])).T
+    table["phase_divergence"] = divergence[:, -1]
+    table["phase_divergence_t"] = divergence
+    table.meta["t"] = orbits[1].t
     return table
 
 

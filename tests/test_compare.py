@@ -95,6 +95,13 @@ def test_compare_orbits(reference):
     # Deeper potential, same initial conditions: smaller, faster orbits.
     assert np.all(table["apocenter_learned"] < table["apocenter_reference"])
     assert np.all(table["period_learned"] < table["period_reference"])
+    # The orbits start together and drift apart: zero at t = 0, the final
+    # column is the summary, and by the end they are far out of phase.
+    div = table["phase_divergence_t"]
+    assert div.shape == (5, len(table.meta["t"])) == (5, 4001)
+    np.testing.assert_array_equal(div[:, 0], 0.0)
+    np.testing.assert_array_equal(div[:, -1], table["phase_divergence"])
+    assert np.all(div[:, 10] < div[:, -1]) and np.all(div[:, -1] > 0.1)
     with pytest.raises(ValueError, match="integrator must be one of"):
         compare_orbits(heavier, reference, w0, dt=1, n_steps=2, integrator="euler")
 
