@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--df-epochs", type=int, default=None, help="default: package")
     parser.add_argument("--form", default="log_f", choices=["log_f", "f"])
     parser.add_argument("--activation", default="silu")
+    parser.add_argument("--radial", action="store_true", help="radius as an input")
     parser.add_argument("--lr", type=float, default=None, help="default: package")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     fit_kwargs = {
         "form": args.form,
         "activation": args.activation,
+        "radial": args.radial,
         "n_steps": args.phi_steps,
         "seed": args.seed,
         "device": args.device,

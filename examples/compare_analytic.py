@@ -73,6 +73,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--r-max", type=float, help="truncate the tracer here [scale radii]"
     )
+    parser.add_argument(
+        "--radial",
+        action="store_true",
+        help="give the Φ network the radius as an input, to follow the cusp",
+    )
     parser.add_argument("--out", default="compare_analytic", help="output folder")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -84,7 +89,11 @@ def main(argv: list[str] | None = None) -> dict:
     truth = EddingtonDF(hernquist, r_range=r_range)
     start = time.perf_counter()
 
-    phi_options = {"n_steps": args.phi_steps, "batch_size": args.phi_batch_size}
+    phi_options = {
+        "n_steps": args.phi_steps,
+        "batch_size": args.phi_batch_size,
+        "radial": args.radial,
+    }
     if args.exact_gradients:
         x, v = truth.sample(args.n_phi, seed=args.seed)
         phi_fit = fit_potential(

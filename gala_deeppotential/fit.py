@@ -100,6 +100,7 @@ def fit_potential(
     n_hidden: int = 128,
     n_layers: int = 3,
     activation: str = "silu",
+    radial: bool = False,
     gauge: str = "kepler",
     max_restarts: int = 3,
     seed: int | None = 0,
@@ -155,8 +156,10 @@ def fit_potential(
         loss are kept.
     eval_every : int
         Steps between validation checks.
-    n_hidden, n_layers, activation
-        Architecture of :class:`~gala_deeppotential.nn.PotentialNet`.
+    n_hidden, n_layers, activation, radial
+        Architecture of :class:`~gala_deeppotential.nn.PotentialNet`;
+        ``radial=True`` adds the radius as an input, which lets Φ follow a
+        central density cusp (see :class:`~gala_deeppotential.nn.PotentialNet`).
     gauge : {"kepler", "center"}
         How the additive constant of :math:`\Phi` is fixed. ``"kepler"``
         makes :math:`\Phi \to 0` at infinity by matching a Keplerian tail at
@@ -208,6 +211,7 @@ def fit_potential(
         "n_hidden": n_hidden,
         "n_layers": n_layers,
         "activation": activation,
+        "radial": radial,
         "gauge": gauge,
         "seed": seed,
     }
@@ -219,6 +223,7 @@ def fit_potential(
             "n_hidden": n_hidden,
             "n_layers": n_layers,
             "activation": activation,
+            "radial": radial,
             "length_scale": float(np.median(np.linalg.norm(x, axis=1))),
             "phi_scale": float(np.median(np.sum(v**2, axis=1))),
         }

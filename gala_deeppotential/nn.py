@@ -2,7 +2,7 @@ r"""The potential network :math:`\Phi_\theta(x)`: a smooth MLP with fast derivat
 
 from __future__ import annotations
 
-__all__ = ["ACTIVATIONS", "PotentialNet", "sphere_directions"]
+__all__ = ["ACTIVATIONS", "RADIAL_SOFTENING", "PotentialNet", "sphere_directions"]
 
 import itertools
 from collections.abc import Callable
@@ -12,6 +12,11 @@ import torch
 from torch import nn
 
 Activation = Callable[[torch.Tensor, int], tuple[torch.Tensor, ...]]
+
+#: Softening :math:`\epsilon` of the radial input feature, in units of the
+#: network's length scale: the kink of a cusp is resolved down to about
+#: :math:`10^{-3} s_x`.
+RADIAL_SOFTENING = 1e-3
 
 
 def _silu(z: torch.Tensor, order: int):
@@ -75,6 +80,17 @@ class PotentialNet(nn.Module):
         :math:`s_x`, in the caller's length unit.
     phi_scale : float
         :math:`s_\Phi`, in the caller's unit of specific energy.
+    radial : bool
+        Also feed the network the softened radius
+        :math:`\varrho = (|\vec{x}|^2/s_x^2 + \epsilon^2)^{1/2}`, with
+        :math:`\epsilon` = :data:`RADIAL_SOFTENING`. A function of
+        :math:`\varrho` has a kink at the origin that an MLP of
+        :math:`\vec{x}` alone can only round off, so this lets
+        :math:`\Phi_\theta` follow a density cusp such as Hernquist's
+        :math:`\rho \propto r^{-1}`. Off by default: it also measured
+        better on the cored Plummer sphere, but a briefly trained network
+        with it conserved Leapfrog energies 4 times worse (see
+        ``docs/benchmarks.md``).
 
     Examples
     --------
@@ -91,6 +107,7 @@ class PotentialNet(nn.Module):
         activation: str = "silu",
         length_scale: float = 1.0,
         phi_scale: float = 1.0,
+        radial: bool = False,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -103,9 +120,10 @@ class PotentialNet(nn.Module):
             "n_hidden": int(n_hidden),
             "n_layers": int(n_layers),
             "activation": activation,
+            "radial": bool(radial),
         }
         self._act = ACTIVATIONS[activation]
-        widths = [3] + [n_hidden] * n_layers
+        widths = [4 if radial else 3] + [n_hidden] * n_layers
         self.hidden = nn.ModuleList(
             nn.Linear(a, b) for a, b in itertools.pairwise(widths)
         )
@@ -114,9 +132,17 @@ class PotentialNet(nn.Module):
         self.register_buffer("phi_scale", torch.tensor(float(phi_scale)))
         self.register_buffer("phi_offset", torch.tensor(0.0))
 
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's input features ``(N, 3 or 4)`` at positions ``(N, 3)``."""
+        y = x / self.length_scale
+        if not self.config["radial"]:
+            return y
+        rho = torch.sqrt((y * y).sum(1, keepdim=True) + RADIAL_SOFTENING**2)
+        return torch.cat([y, rho], dim=1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`\Phi(\vec{x})`, shape ``(N,)``, for positions ``(N, 3)``."""
-        h = x / self.length_scale
+        h = self._inputs(x)
         for layer in self.hidden:
             h = self._act(layer(h), 1)[0]
         return self.out(h)[:, 0] * self.phi_scale + self.phi_offset
@@ -133,7 +159,7 @@ class PotentialNet(nn.Module):
         grad : :class:`torch.Tensor`, shape ``(N, 3)``
         """
         with torch.no_grad():
-            h = x / self.length_scale
+            h = h_in = self._inputs(x)
             slopes = []
             for layer in self.hidden:
                 h, d1 = self._act(torch.addmm(layer.bias, h, layer.weight.T), 1)
@@ -145,6 +171,9 @@ class PotentialNet(nn.Module):
             for layer, d1 in zip(self.hidden[:0:-1], slopes[-2::-1], strict=True):
                 delta = torch.mm(delta, layer.weight).mul_(d1)
             grad = torch.mm(delta, self.hidden[0].weight)
+            if self.config["radial"]:
+                # d(rho)/dy = y / rho
+                grad = grad[:, :3].addcmul_(grad[:, 3:], h_in[:, :3] / h_in[:, 3:])
             return phi, grad.mul_(self.phi_scale / self.length_scale)
 
     def grad_and_laplacian(
@@ -164,9 +193,16 @@ class PotentialNet(nn.Module):
         lap : :class:`torch.Tensor`, shape ``(N,)``
         """
         n = x.shape[0]
-        h = x / self.length_scale
+        h = self._inputs(x)
         jac = torch.eye(3, dtype=x.dtype, device=x.device).expand(n, 3, 3)
         lap = torch.zeros(n, 3, dtype=x.dtype, device=x.device)
+        if self.config["radial"]:
+            # rho = (|y|^2 + eps^2)^(1/2): grad y / rho, Laplacian (3 - |y/rho|^2) / rho
+            y, rho = h[:, :3], h[:, 3:]
+            unit = y / rho
+            jac = torch.cat([jac, unit[:, None, :]], dim=1)
+            lap_rho = (3 - (unit * unit).sum(1, keepdim=True)) / rho
+            lap = torch.cat([lap, lap_rho], dim=1)
         for layer in self.hidden:
             z = layer(h)
             jz = torch.einsum("oi,nij->noj", layer.weight, jac)

@@ -8,17 +8,23 @@ from gala_deeppotential.cbe import laplacian
 from gala_deeppotential.nn import ACTIVATIONS, PotentialNet
 
 
-def _net(activation="silu"):
+def _net(activation="silu", radial=False):
     net = PotentialNet(
-        n_hidden=32, n_layers=3, activation=activation, length_scale=2.0, phi_scale=0.7
+        n_hidden=32,
+        n_layers=3,
+        activation=activation,
+        length_scale=2.0,
+        phi_scale=0.7,
+        radial=radial,
     ).double()
     net.phi_offset.fill_(-0.3)
     return net
 
 
+@pytest.mark.parametrize("radial", [False, True])
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-def test_value_and_grad_matches_autograd(activation):
-    net = _net(activation)
+def test_value_and_grad_matches_autograd(activation, radial):
+    net = _net(activation, radial)
     x = torch.randn(200, 3, dtype=torch.float64).requires_grad_(True)
     phi_ref = net(x)
     (grad_ref,) = torch.autograd.grad(phi_ref.sum(), x)
@@ -27,9 +33,10 @@ def test_value_and_grad_matches_autograd(activation):
     torch.testing.assert_close(grad, grad_ref, rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("radial", [False, True])
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-def test_laplacian_matches_autograd_and_finite_differences(activation):
-    net = _net(activation)
+def test_laplacian_matches_autograd_and_finite_differences(activation, radial):
+    net = _net(activation, radial)
     x = torch.randn(100, 3, dtype=torch.float64)
     grad_ref, lap_ref = laplacian(net, x)
     _phi, grad, lap = net.grad_and_laplacian(x)
@@ -43,8 +50,9 @@ def test_laplacian_matches_autograd_and_finite_differences(activation):
     torch.testing.assert_close(lap, fd.detach(), rtol=1e-5, atol=1e-6)
 
 
-def test_hessian_symmetric_with_trace_laplacian():
-    net = _net()
+@pytest.mark.parametrize("radial", [False, True])
+def test_hessian_symmetric_with_trace_laplacian(radial):
+    net = _net(radial=radial)
     x = torch.randn(50, 3, dtype=torch.float64)
     hess = net.hessian(x)
     torch.testing.assert_close(hess, hess.transpose(1, 2), rtol=1e-12, atol=1e-14)
@@ -63,8 +71,9 @@ def test_laplacian_is_differentiable_in_the_weights():
         assert has_grad == (name != "out.bias"), name
 
 
-def test_state_round_trip(tmp_path):
-    net = _net("tanh")
+@pytest.mark.parametrize("radial", [False, True])
+def test_state_round_trip(tmp_path, radial):
+    net = _net("tanh", radial)
     tensors, config = net.to_state()
     io.save(tmp_path / "net.pt", kind="potential", tensors=tensors, metadata=config)
     tensors2, meta = io.load(tmp_path / "net.pt", kind="potential")
@@ -78,3 +87,38 @@ def test_state_round_trip(tmp_path):
 def test_bad_activation():
     with pytest.raises(ValueError, match="activation must be one of"):
         PotentialNet(activation="relu")
+
+
+def test_radial_feature_represents_a_cusp_kink():
+    # Phi = -1/(1 + rho): a Hernquist-like cone at the centre, which the radial
+    # feature carries exactly (one hidden unit, identity-like weights), while
+    # the force stays finite and radial at small r.
+    net = PotentialNet(n_hidden=1, n_layers=1, activation="tanh", radial=True)
+    net = net.double()
+    with torch.no_grad():
+        net.hidden[0].weight.copy_(torch.tensor([[0.0, 0.0, 0.0, 1e-3]]))
+        net.hidden[0].bias.zero_()
+        net.out.weight.fill_(1e3)
+        net.out.bias.zero_()
+    x = torch.tensor([[1e-2, 0.0, 0.0], [0.0, -1e-2, 0.0]], dtype=torch.float64)
+    _, grad = net.value_and_grad(x)
+    # tanh(1e-3 rho) * 1e3 = rho to 1e-7: the gradient is the unit vector.
+    expected = x / torch.sqrt((x * x).sum(1, keepdim=True) + 1e-6)
+    torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-9)
+    # The Laplacian of rho is 2/r away from the softening scale.
+    torch.testing.assert_close(
+        net.laplacian(x),
+        torch.full((2,), 200.0, dtype=torch.float64),
+        rtol=1e-3,
+        atol=0,
+    )
+
+
+def test_model_files_without_the_radial_key_load_as_before():
+    net = _net(radial=False)
+    tensors, config = net.to_state()
+    del config["radial"]  # as written before the radial feature existed
+    old = PotentialNet.from_state(tensors, config)
+    assert old.config["radial"] is False and old.hidden[0].in_features == 3
+    x = torch.randn(10, 3, dtype=torch.float64)
+    assert torch.equal(net(x), old(x))
