@@ -30,6 +30,7 @@ import gala.integrate as gi
 import gala.potential as gp
 import numpy as np
 import torch
+from gala.potential.scf import SCFPotential
 from gala.units import galactic
 
 import gala_deeppotential
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--nmax", type=int, default=8)
     parser.add_argument("--lmax", type=int, default=0)
-    parser.add_argument("--n-knots", type=int, default=64)
+    parser.add_argument("--n-knots", type=int, default=None, help="default: package")
     parser.add_argument(
         "--quick", action="store_true", help="100 orbits, 200 steps, 1 repeat"
     )
@@ -129,11 +130,16 @@ def main(argv: list[str] | None = None) -> dict:
     deep32 = deep.replicate(n_threads=args.threads, dtype="float32")
 
     start = time.perf_counter()
-    # keep_gauge=False: a briefly trained network's angle-averaged Φ can reach
-    # zero before data_radius, where keeping its constant would make the
-    # Keplerian tail repel. Matching forces at r_max instead changes only a
-    # constant, which export_accuracy removes anyway.
-    spline = deep.to_spherical_spline(n_knots=args.n_knots, keep_gauge=False)
+    knots = {} if args.n_knots is None else {"n_knots": args.n_knots}
+    keep_gauge = True
+    try:
+        spline = deep.to_spherical_spline(**knots)
+    except ValueError:
+        # A briefly trained network's angle-averaged Φ can reach zero before
+        # data_radius, where its constant would make the Keplerian tail repel;
+        # matching forces at r_max instead changes only that constant.
+        keep_gauge = False
+        spline = deep.to_spherical_spline(keep_gauge=False, **knots)
     spline_build = time.perf_counter() - start
     start = time.perf_counter()
     scf = deep.to_scf(nmax=args.nmax, lmax=args.lmax)
@@ -151,6 +157,19 @@ def main(argv: list[str] | None = None) -> dict:
             "deep_float32": time_orbits(deep32, w0, args.n_steps, args.repeats),
             "spline": time_orbits(spline, w0, args.n_steps, args.repeats),
             "scf": time_orbits(scf, w0, args.n_steps, args.repeats),
+            # The floor of gala's C SCF: one non-zero coefficient, same r_s.
+            "scf_one_term": time_orbits(
+                SCFPotential(
+                    m=scf.parameters["m"],
+                    r_s=scf.parameters["r_s"],
+                    Snlm=np.ones((1, 1, 1)),
+                    Tnlm=np.zeros((1, 1, 1)),
+                    units=scf.units,
+                ),
+                w0,
+                args.n_steps,
+                args.repeats,
+            ),
         }
 
     radius = float(deep.parameters["data_radius"].value)
@@ -161,6 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio_deep_float32_vs_c": seconds["deep_float32"] / seconds["c"],
         "ratio_spline_vs_c": seconds["spline"] / seconds["c"],
         "ratio_scf_vs_c": seconds["scf"] / seconds["c"],
+        "ratio_scf_one_term_vs_c": seconds["scf_one_term"] / seconds["c"],
         "seconds": seconds,
         "seconds_build": {"spline": spline_build, "scf": scf_build},
         "accuracy_vs_deep": {
@@ -178,7 +198,10 @@ def main(argv: list[str] | None = None) -> dict:
             "net": deep.net.config,
             "model": args.model or f"fit_potential: {args.fit_steps} steps, 2^14 pts",
             "fit_seconds": fit_seconds,
-            "spline": {"n_knots": args.n_knots},
+            "spline": {
+                "n_knots": len(spline.parameters["r_knots"]),
+                "keep_gauge": keep_gauge,
+            },
             "scf": {"nmax": args.nmax, "lmax": args.lmax},
             "data_radius_kpc": radius,
             "load_average_before": load_before,
