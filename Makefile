@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_output
 BENCH_OUT ?= bench_output
-BENCH_THREADS ?= 1
+BENCH_THREADS ?= 2
 
 .PHONY: venv test demo bench bench-quick docs lint clean
 

@@ -18,11 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import time
 
-import torch
 from df_quality import step_timing
+from machine import describe
 
 from gala_deeppotential.runtime import torch_threads
 
@@ -53,12 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
             "batch_size_per_member": args.batch_size,
             "timed_steps": args.steps,
             "torch_threads": args.threads,
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-            "cpu_count": os.cpu_count(),
-            "machine": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
-            "date": time.strftime("%Y-%m-%d %H:%M"),
+            **describe(load_before),
         },
     }
     print(json.dumps(result, indent=2))

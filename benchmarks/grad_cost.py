@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 import numpy as np
 import torch
+from machine import describe
 
 from gala_deeppotential.df import FlowEnsemble
 from gala_deeppotential.mocks import PlummerTruth
@@ -83,12 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
             "device": str(df.device),
             "repeats": args.repeats,
             "torch_threads": args.threads,
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-            "cpu_count": os.cpu_count(),
-            "machine": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
-            "date": time.strftime("%Y-%m-%d %H:%M"),
+            **describe(load_before),
         },
     }
     print(json.dumps(result, indent=2))

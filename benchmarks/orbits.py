@@ -21,7 +21,6 @@ __all__ = ["export_accuracy", "main", "time_orbits"]
 import argparse
 import json
 import os
-import platform
 import time
 import warnings
 
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 from gala.potential.scf import SCFPotential
 from gala.units import galactic
+from machine import describe
 
 import gala_deeppotential
 from gala_deeppotential.fit import fit_potential
@@ -204,11 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
             },
             "scf": {"nmax": args.nmax, "lmax": args.lmax},
             "data_radius_kpc": radius,
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-            "cpu_count": os.cpu_count(),
-            "machine": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
+            **describe(load_before),
         },
     }
     print(json.dumps(result, indent=2))

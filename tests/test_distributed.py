@@ -28,6 +28,24 @@ MODEL = {"hidden_features": 16}
 FIT = {"epochs": 30, "batch_size": 128, "lr": 5e-2, "patience": 1, "seed": 4}
 
 
+def _torchrun(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    """Run ``torchrun --standalone --nproc-per-node=2 ARGS`` on one thread each."""
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        *args,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
 def _without_wall_time(history):
     return {k: v for k, v in history.items() if k != "wall_s"}
 
@@ -48,12 +66,7 @@ def test_torchrun_gathers_the_single_process_ensemble(tmp_path):
     x, v = PlummerTruth().sample(1200, seed=5)
     data = np.hstack([x, v])
     np.save(tmp_path / "stars.npy", data)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node=2",
+    run = _torchrun(
         "-m",
         "gala_deeppotential.distributed",
         str(tmp_path / "stars.npy"),
@@ -63,12 +76,8 @@ def test_torchrun_gathers_the_single_process_ensemble(tmp_path):
         "--threads=1",
         "--hidden-features=16",
         *(f"--{key.replace('_', '-')}={value}" for key, value in FIT.items()),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=120, check=False
+        timeout=120,
     )
-    assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     assert summary["world_size"] == 2 and summary["n_flows"] == 3
 
@@ -94,12 +103,7 @@ def test_cli_fit_distributed_equals_one_process(tmp_path):
     table.write(catalogue)
     options = {"epochs": 2}
     phi = {"batch_size": 256, "n_steps": 60, "n_samples": 512}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node=2",
+    _torchrun(
         "--no-python",
         str(Path(sys.executable).with_name("deep-potential")),
         "fit",
@@ -116,12 +120,8 @@ def test_cli_fit_distributed_equals_one_process(tmp_path):
         "--no-plot",
         "--checkpoint-dir",
         str(tmp_path / "checkpoint"),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=180, check=False
+        timeout=180,
     )
-    assert run.returncode == 0, run.stderr[-3000:]
     shards = sorted(p.name for p in (tmp_path / "checkpoint" / "df").iterdir())
     assert shards == ["members-0-1", "members-1-2"]
 
