@@ -31,7 +31,7 @@ demo: $(STAMP)
 	$(BIN)/deep-potential demo --output $(DEMO_OUT)
 
 # Every benchmark prints one JSON object, kept in $(BENCH_OUT)/NAME.json.
-# bench: the full sizes (about 15 minutes on 2 idle cores); bench-quick:
+# bench: the full sizes (about 20 minutes on 2 idle cores); bench-quick:
 # reduced sizes (about 3 minutes). See docs/scaling.md.
 bench: $(STAMP)
 	mkdir -p $(BENCH_OUT)
