@@ -26,8 +26,9 @@ from .phasespace import MIN_STARS, Standardizer
 from .runtime import member_generator, resolve_device, torch_threads
 
 # The defaults: K = 16 members trained for 16 epochs took the whole pipeline
-# to a 2.92% median force error on the Plummer sphere (3 seeds; K = 8 for 8
-# epochs: 3.7%), in about 9 minutes on 2 idle CPU cores (docs/benchmarks.md).
+# to a 2.80% median force error on the Plummer sphere (median of 3 seeds, one
+# run 2.5-3.4%; K = 8 for 8 epochs: 3.7%), in 7-9 minutes on 2 idle CPU cores
+# (docs/benchmarks.md).
 DEFAULT_N_FLOWS = 16
 DEFAULT_EPOCHS = 16
 
