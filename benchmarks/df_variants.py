@@ -71,15 +71,17 @@ def member_gradients(
     )
 
 
+def _blocks(grad: np.ndarray, truth_grad: tuple[np.ndarray, np.ndarray]):
+    """(name, model, truth) for the position and the velocity gradients."""
+    return (("gx", grad[:, :3], truth_grad[0]), ("gv", grad[:, 3:], truth_grad[1]))
+
+
 def score(
     grad: np.ndarray, truth_grad: tuple[np.ndarray, np.ndarray], r: np.ndarray
 ) -> dict[str, float]:
     """Median relative errors of (∇x, ∇v) ln f for r < 3 and r < 1, in per cent."""
     out = {}
-    for name, g, t in (
-        ("gx", grad[:, :3], truth_grad[0]),
-        ("gv", grad[:, 3:], truth_grad[1]),
-    ):
+    for name, g, t in _blocks(grad, truth_grad):
         err = np.linalg.norm(g - t, axis=1) / np.linalg.norm(t, axis=1)
         out[name] = round(100 * float(np.median(err[r < 3])), 2)
         out[f"{name}_r_lt_1"] = round(100 * float(np.median(err[r < 1])), 2)
@@ -88,10 +90,7 @@ def score(
 
 def _scale_bias(grad: np.ndarray, truth_grad, r: np.ndarray) -> dict[str, float]:
     out = {}
-    for name, g, t in (
-        ("gx", grad[:, :3], truth_grad[0]),
-        ("gv", grad[:, 3:], truth_grad[1]),
-    ):
+    for name, g, t in _blocks(grad, truth_grad):
         ratio = (g * t).sum(1) / (t * t).sum(1) - 1
         out[name] = round(100 * float(np.median(ratio[r < 3])), 2)
         out[f"{name}_r_lt_0.5"] = round(100 * float(np.median(ratio[r < 0.5])), 2)
