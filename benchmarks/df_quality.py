@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--n-hidden-layers", type=int, default=defaults.config["n_hidden_layers"]
     )
     parser.add_argument("--activation", default=defaults.config["activation"])
+    parser.add_argument(
+        "--factorization", default="joint", choices=["joint", "conditional"]
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
@@ -170,6 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         hidden_features=args.hidden_features,
         n_hidden_layers=args.n_hidden_layers,
         activation=args.activation,
+        factorization=args.factorization,
         device=args.device,
     )
     t0 = time.perf_counter()

@@ -18,6 +18,8 @@ Usage::
     python benchmarks/potential_quality.py                   # paper sizes
     python benchmarks/potential_quality.py --quick           # about 2 minutes
     python benchmarks/potential_quality.py --sections exact  # Φ fit only
+    python benchmarks/potential_quality.py --sections flow --save-df df.pt
+    python benchmarks/potential_quality.py --sections flow --load-df df.pt --radial
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 
 from gala_deeppotential.compare import compare_potentials, plot_comparison
-from gala_deeppotential.df import fit_distribution_function
+from gala_deeppotential.df import FlowEnsemble, fit_distribution_function
 from gala_deeppotential.fit import fit_potential
 from gala_deeppotential.gala_potential import DeepPotential
 from gala_deeppotential.mocks import PlummerTruth
@@ -85,11 +87,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--form", default="log_f", choices=["log_f", "f"])
     parser.add_argument("--activation", default="silu")
     parser.add_argument("--radial", action="store_true", help="radius as an input")
+    parser.add_argument(
+        "--factorization", default="joint", choices=["joint", "conditional"]
+    )
     parser.add_argument("--lr", type=float, default=None, help="default: package")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--figure", default=None, help="PNG path for the Fig. 3 plot")
+    parser.add_argument("--save-df", default=None, help="write the flow ensemble here")
+    parser.add_argument(
+        "--load-df",
+        default=None,
+        help="use this saved ensemble (fitted to the same --seed) instead of fitting",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.n_stars, args.n_phi, args.phi_steps = 2**14, 2**13, 500
@@ -127,14 +138,23 @@ def main(argv: list[str] | None = None) -> dict:
     if "flow" in sections:
         start = time.perf_counter()
         x, v = truth.sample(args.n_stars, seed=args.seed)
-        df_kwargs = {"seed": args.seed, "device": args.device}
+        df_kwargs = {
+            "seed": args.seed,
+            "device": args.device,
+            "factorization": args.factorization,
+        }
         if args.n_flows is not None:
             df_kwargs["n_flows"] = args.n_flows
         if args.df_seconds is not None:
             df_kwargs["time_limit"] = args.df_seconds
         if args.df_epochs is not None:
             df_kwargs["epochs"] = args.df_epochs
-        df = fit_distribution_function(np.hstack([x, v]), **df_kwargs)
+        if args.load_df:
+            df = FlowEnsemble.load(args.load_df, device=args.device)
+        else:
+            df = fit_distribution_function(np.hstack([x, v]), **df_kwargs)
+        if args.save_df:
+            df.save(args.save_df)
         df_s = time.perf_counter() - start
         fit = fit_potential(df, n_samples=args.n_phi, **fit_kwargs)
         result["flow"] = _section(fit, truth, x_test, time.perf_counter() - start)

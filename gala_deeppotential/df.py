@@ -21,9 +21,11 @@ import numpy as np
 import torch
 
 from . import io
-from .flows import BatchedFlow, build_flow
+from .flows import FACTORIZATIONS, BatchedFlow, FactorizedFlow, build_flow
 from .phasespace import MIN_STARS, Standardizer
 from .runtime import member_generator, resolve_device, torch_threads
+
+Flow = BatchedFlow | FactorizedFlow
 
 # The defaults: K = 16 members trained for 16 epochs took the whole pipeline
 # to a 2.80% median force error on the Plummer sphere (median of 3 seeds, one
@@ -87,12 +89,19 @@ class FlowEnsemble:
     asinh_axes : sequence of int
         Heavy-tailed axes of the data, passed through an asinh by the
         :class:`Standardizer`; the positions by default.
+    factorization : {"joint", "conditional"}
+        Each member as one flow over the six coordinates (``"joint"``, as
+        in Green & Ting 2020), or as a flow of the positions times a flow of
+        the velocities conditioned on the positions, :math:`p_k(x)\,
+        p_k(v \mid x)` (``"conditional"``; see
+        :class:`~gala_deeppotential.flows.FactorizedFlow`).
     device : str or :class:`torch.device`
         ``"cpu"``, ``"cuda"`` (or ``"gpu"``), or ``"cuda:1"`` etc.
 
     Attributes
     ----------
-    flow : :class:`~gala_deeppotential.flows.BatchedFlow` or None
+    flow : :class:`~gala_deeppotential.flows.BatchedFlow`, \
+:class:`~gala_deeppotential.flows.FactorizedFlow` or None
         The members, once fitted or loaded.
     standardizer : :class:`Standardizer` or None
     history : dict
@@ -121,8 +130,14 @@ class FlowEnsemble:
         tail_bound: float = 5.0,
         activation: str = "silu",
         asinh_axes: tuple[int, ...] = (0, 1, 2),
+        factorization: str = "joint",
         device: str | torch.device = "cpu",
     ) -> None:
+        if factorization not in FACTORIZATIONS:
+            raise ValueError(
+                f"factorization must be one of {sorted(FACTORIZATIONS)}, "
+                f"got {factorization!r}"
+            )
         if int(n_flows) != n_flows or n_flows < 1:
             raise ValueError(f"n_flows must be a positive integer, got {n_flows!r}")
         self.config: dict[str, Any] = {
@@ -134,9 +149,10 @@ class FlowEnsemble:
             "tail_bound": float(tail_bound),
             "activation": activation,
             "asinh_axes": [int(i) for i in asinh_axes],
+            "factorization": factorization,
         }
         self.device = resolve_device(device)
-        self.flow: BatchedFlow | None = None
+        self.flow: Flow | None = None
         self.standardizer: Standardizer | None = None
         self.history: dict[str, list] = _empty_history()
 
@@ -152,7 +168,7 @@ class FlowEnsemble:
         state = "fitted" if self.flow is not None else "not fitted"
         return f"FlowEnsemble(n_flows={self.n_flows}, device={self.device}, {state})"
 
-    def _build(self, seed: int, first_member: int = 0) -> BatchedFlow:
+    def _build(self, seed: int, first_member: int = 0) -> Flow:
         cfg = self.config
         return build_flow(
             6,
@@ -165,6 +181,7 @@ class FlowEnsemble:
             activation=cfg["activation"],
             seed=seed,
             first_member=first_member,
+            factorization=cfg["factorization"],
         ).to(self.device)
 
     # ------------------------------------------------------------------ fit
@@ -299,7 +316,7 @@ class FlowEnsemble:
 
     # ----------------------------------------------------------- evaluation
 
-    def _require_fitted(self) -> tuple[BatchedFlow, Standardizer]:
+    def _require_fitted(self) -> tuple[Flow, Standardizer]:
         if self.flow is None or self.standardizer is None:
             raise RuntimeError("this FlowEnsemble is not fitted; call fit() or load()")
         return self.flow, self.standardizer
@@ -532,7 +549,7 @@ class FlowEnsemble:
                     f"({len(first.history['epoch'])} and "
                     f"{len(other.history['epoch'])})"
                 )
-        flow = BatchedFlow.concatenate([f for f, _ in fitted])
+        flow = type(fitted[0][0]).concatenate([f for f, _ in fitted])
         out = cls(**{**first.config, "n_flows": flow.n_members}, device=first.device)
         out.flow = flow.to(first.device)
         out.standardizer = scaler
@@ -599,6 +616,7 @@ def fit_distribution_function(
     tail_bound: float = 5.0,
     activation: str = "silu",
     asinh_axes: tuple[int, ...] = (0, 1, 2),
+    factorization: str = "joint",
     device: str | torch.device = "cpu",
     **fit_options: Any,
 ) -> FlowEnsemble:
@@ -609,7 +627,7 @@ def fit_distribution_function(
     data : array or :class:`torch.Tensor`, shape (N, 6)
         Positions then velocities in any consistent units.
     n_flows, n_steps, n_bins, hidden_features, n_hidden_layers, tail_bound, \
-activation, asinh_axes, device
+activation, asinh_axes, factorization, device
         The model; see :class:`FlowEnsemble`.
     **fit_options
         Passed to :meth:`FlowEnsemble.fit` (``epochs``, ``seed``,
@@ -628,6 +646,7 @@ activation, asinh_axes, device
         tail_bound=tail_bound,
         activation=activation,
         asinh_axes=asinh_axes,
+        factorization=factorization,
         device=device,
     )
     return ensemble.fit(data, **fit_options)

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .df import DEFAULT_N_FLOWS, FlowEnsemble
-from .flows import BatchedFlow
+from .df import DEFAULT_N_FLOWS, Flow, FlowEnsemble
+from .flows import FACTORIZATIONS
 from .runtime import resolve_device
 
 
@@ -220,9 +220,7 @@ def _gather_shards(shard: FlowEnsemble) -> list[FlowEnsemble]:
     return shards
 
 
-def _unpack(
-    template: BatchedFlow, packed: torch.Tensor, keys: list[str]
-) -> BatchedFlow:
+def _unpack(template: Flow, packed: torch.Tensor, keys: list[str]) -> Flow:
     """A flow shaped like ``template`` whose members are the rows of ``packed``."""
     flow = template.select([0] * len(packed))
     state = flow.state_dict()
@@ -267,6 +265,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{name}", type=kind, default=None, help="fit() default")
     for name in ("n-steps", "n-bins", "hidden-features", "n-hidden-layers"):
         parser.add_argument(f"--{name}", type=int, default=None, help="model default")
+    parser.add_argument(
+        "--factorization",
+        choices=sorted(FACTORIZATIONS),
+        default=None,
+        help="model default",
+    )
     args = parser.parse_args(argv)
 
     data = np.load(args.data, allow_pickle=False)
@@ -275,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
         for key in (
             *("epochs", "batch_size", "lr", "patience", "time_limit"),
             *("n_steps", "n_bins", "hidden_features", "n_hidden_layers"),
+            "factorization",
         )
         if getattr(args, key) is not None
     }

@@ -38,6 +38,10 @@ from .runtime import progress_bar, resolve_device, seeded, torch_threads
 #: and the gauge shells hold too few points to mean anything.
 MIN_POINTS = 256
 
+#: Fraction of the fitted points inside the default softening radius of the
+#: network's radial input (``radial_softening`` of :func:`fit_potential`).
+SOFTENING_QUANTILE = 1e-3
+
 
 class PotentialCollapseWarning(UserWarning):
     """The fit collapsed to a constant potential (or diverged) and was restarted."""
@@ -101,6 +105,7 @@ def fit_potential(
     n_layers: int = 3,
     activation: str = "silu",
     radial: bool = False,
+    radial_softening: float | None = None,
     gauge: str = "kepler",
     max_restarts: int = 3,
     seed: int | None = 0,
@@ -160,6 +165,11 @@ def fit_potential(
         Architecture of :class:`~gala_deeppotential.nn.PotentialNet`;
         ``radial=True`` adds the radius as an input, which lets Φ follow a
         central density cusp (see :class:`~gala_deeppotential.nn.PotentialNet`).
+    radial_softening : float, optional
+        Softening of the radial input, in units of the median radius of the
+        points. By default the radius inside which lie
+        :data:`SOFTENING_QUANTILE` of the points: where no points constrain
+        Φ, the network then has no kink, and the density stays finite.
     gauge : {"kepler", "center"}
         How the additive constant of :math:`\Phi` is fixed. ``"kepler"``
         makes :math:`\Phi \to 0` at infinity by matching a Keplerian tail at
@@ -212,6 +222,7 @@ def fit_potential(
         "n_layers": n_layers,
         "activation": activation,
         "radial": radial,
+        "radial_softening": radial_softening,
         "gauge": gauge,
         "seed": seed,
     }
@@ -219,12 +230,17 @@ def fit_potential(
     start = time.perf_counter()
     with torch_threads(threads):
         x, v, gx, gv = _training_points(data, n_samples, form, seed)
+        radii = np.linalg.norm(x, axis=1)
+        length = float(np.median(radii))
+        if radial_softening is None:
+            radial_softening = float(np.quantile(radii, SOFTENING_QUANTILE)) / length
         net_kwargs = {
             "n_hidden": n_hidden,
             "n_layers": n_layers,
             "activation": activation,
             "radial": radial,
-            "length_scale": float(np.median(np.linalg.norm(x, axis=1))),
+            "radial_softening": radial_softening,
+            "length_scale": length,
             "phi_scale": float(np.median(np.sum(v**2, axis=1))),
         }
         points = _to_device(x, v, gx, gv, device)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["BatchedFlow", "build_flow"]
+__all__ = ["FACTORIZATIONS", "BatchedFlow", "FactorizedFlow", "build_flow"]
 
 import math
 import warnings
@@ -27,8 +27,10 @@ with warnings.catch_warnings():
 
 _ACTIVATIONS = {"relu": nn.functional.relu, "silu": nn.functional.silu}
 _LOG_2PI = math.log(2 * math.pi)
-# Stream of runtime.member_generator that draws a member's initial weights.
+# Streams of runtime.member_generator that draw a member's initial weights:
+# of a flow, and of the velocity flow of a FactorizedFlow.
 INIT_STREAM = 0
+CONDITIONAL_STREAM = 2
 
 
 class _MemberModule(nn.Module):
@@ -91,11 +93,46 @@ class _LULinear(_MemberModule):
         return torch.linalg.solve_triangular(upper, rhs, upper=True).transpose(1, 2)
 
 
+class _ContextAffine(_MemberModule):
+    r"""An affine map whose shift and scale depend on the context, per member.
+
+    :math:`y = e^{a(c)} \odot x + b(c)`, with :math:`a` and :math:`b` from
+    an MLP of the context :math:`c` whose last layer starts at zero (the
+    identity), and :math:`a` kept in :math:`\pm 5` by a scaled tanh. For
+    velocities given positions it follows how the mean and spread of the
+    velocities change with position, which the couplings would otherwise
+    have to learn.
+    """
+
+    def __init__(self, conditioner: _BatchedMLP, dim: int) -> None:
+        super().__init__()
+        self.conditioner = conditioner
+        self.dim = dim
+
+    def _params(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, b, c = context.shape
+        params = self.conditioner(context.reshape(k * b, c)).reshape(k, b, -1)
+        log_scale, shift = params.split(self.dim, dim=-1)
+        return 5 * torch.tanh(log_scale / 5), shift
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        log_scale, shift = self._params(context)
+        return x * log_scale.exp() + shift, log_scale.sum(dim=-1)
+
+    def inverse(self, y: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        log_scale, shift = self._params(context)
+        return (y - shift) * (-log_scale).exp()
+
+
 class _BatchedMLP(_MemberModule):
     """K independent MLP conditioners in one module, evaluated with baddbmm.
 
-    nflows hands the coupling transform's conditioner a 2-D ``(K*B, F)`` batch;
-    this net views it as ``(K, B, F)`` so each member sees only its own rows.
+    nflows hands the coupling transform's conditioner a 2-D ``(K*B, F)`` batch
+    and, for a conditional flow, a ``(K*B, C)`` context, which is appended to
+    the features; this net views them as ``(K, B, F + C)`` so each member sees
+    only its own rows.
     """
 
     def __init__(
@@ -128,7 +165,11 @@ class _BatchedMLP(_MemberModule):
         )
         self.biases.append(nn.Parameter(torch.zeros(n_members, 1, out_features)))
 
-    def forward(self, inputs: torch.Tensor, context: None = None) -> torch.Tensor:
+    def forward(
+        self, inputs: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if context is not None:
+            inputs = torch.cat([inputs, context], dim=-1)
         h = inputs.reshape(self.n_members, -1, inputs.shape[-1])
         last = len(self.weights) - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
@@ -179,7 +220,117 @@ class _SplineCoupling(PiecewiseRationalQuadraticCouplingTransform):
         return torch.where(inside, outputs, inputs), torch.where(inside, log_det, 0.0)
 
 
-class BatchedFlow(nn.Module):
+class _MemberStack(nn.Module):
+    """Selecting and joining the members of a batched flow (K on the lead axis).
+
+    Subclasses keep their constructor arguments in ``config``, including
+    ``n_members``, ``seed`` and ``first_member``.
+    """
+
+    config: dict
+
+    @property
+    def n_members(self) -> int:
+        """Number of member flows K."""
+        return self.config["n_members"]
+
+    def member_keys(self) -> set[str]:
+        """Names in :meth:`state_dict` that lead with the member axis K."""
+        keys = set()
+        for prefix, module in self.named_modules():
+            if isinstance(module, _MemberModule):
+                local = module.state_dict(keep_vars=True)
+                keys.update(f"{prefix}.{name}" for name in local)
+        return keys
+
+    def select(self, members: list[int] | range) -> _MemberStack:
+        """A new flow of this class holding copies of the given members, in order."""
+        index = torch.as_tensor(list(members), dtype=torch.long)
+        keys = self.member_keys()
+        state = {
+            name: value.index_select(0, index.to(value.device))
+            if name in keys
+            else value
+            for name, value in self.state_dict().items()
+        }
+        return self._with_state(len(index), state)
+
+    @classmethod
+    def concatenate(cls, flows: list[_MemberStack]) -> _MemberStack:
+        """One flow holding the members of ``flows``, in order.
+
+        Raises
+        ------
+        ValueError
+            If the flows differ in anything but their members (class,
+            architecture, or the shared, non-member buffers).
+        """
+        if not flows:
+            raise ValueError("concatenate needs at least one flow")
+        first = flows[0]
+        ignore = {"n_members", "seed", "first_member"}
+        shared = {k: v for k, v in first.config.items() if k not in ignore}
+        for flow in flows:
+            mine = {k: v for k, v in flow.config.items() if k not in ignore}
+            if type(flow) is not type(first) or mine != shared:
+                raise ValueError(
+                    "cannot concatenate flows of different architectures: "
+                    f"{type(first).__name__} {shared} and "
+                    f"{type(flow).__name__} {mine}"
+                )
+        keys = first.member_keys()
+        state = {}
+        for name, value in first.state_dict().items():
+            parts = [flow.state_dict()[name] for flow in flows]
+            if name in keys:
+                state[name] = torch.cat(parts)
+            elif not all(torch.equal(value, part) for part in parts):
+                raise ValueError(f"the flows differ in their shared buffer {name!r}")
+            else:
+                state[name] = value
+        return first._with_state(sum(flow.n_members for flow in flows), state)
+
+    def _with_state(
+        self, n_members: int, state: dict[str, torch.Tensor]
+    ) -> _MemberStack:
+        """A flow like this one with ``n_members`` members, loaded from ``state``."""
+        param = next(self.parameters())
+        out = type(self)(**{**self.config, "n_members": n_members}).to(param)
+        out.load_state_dict(state)
+        return out
+
+    def log_prob(self, s: torch.Tensor, *context: torch.Tensor) -> torch.Tensor:
+        """Each member's log density at ``s`` (see ``forward``), shape (K, B)."""
+        z, log_det = self(s, *context)
+        return log_det - 0.5 * (z.square().sum(dim=-1) + z.shape[-1] * _LOG_2PI)
+
+    def sample(
+        self, n: int, generator: torch.Generator, *context: torch.Tensor
+    ) -> torch.Tensor:
+        """Draw ``n`` points from each member, shape (K, n, D).
+
+        ``generator`` lives on the CPU; noise is drawn there and moved, so a
+        seed gives the same noise on every device. A conditional
+        :class:`BatchedFlow` takes one context per draw, ``(n, C)`` or
+        ``(K, n, C)``.
+        """
+        param = next(self.parameters())
+        z = torch.randn(self.n_members, n, self.config["dim"], generator=generator)
+        return self.inverse(z.to(param), *context)
+
+    def _per_member(self, s: torch.Tensor, dim: int) -> torch.Tensor:
+        """``s`` as (K, B, dim): shared (B, dim) points expanded over members."""
+        if s.ndim == 2 and s.shape[1] == dim:
+            return s.expand(self.n_members, *s.shape)
+        if s.ndim != 3 or s.shape[0] != self.n_members or s.shape[2] != dim:
+            raise ValueError(
+                f"expected (B, {dim}) or ({self.n_members}, B, {dim}) "
+                f"inputs, got {tuple(s.shape)}"
+            )
+        return s
+
+
+class BatchedFlow(_MemberStack):
     r"""K independent normalizing flows over D dimensions, as one module.
 
     Each member is the flow of Green & Ting (2020): ``n_steps`` steps of a
@@ -193,6 +344,10 @@ class BatchedFlow(nn.Module):
 
         \ln p_k(s) = \ln \mathcal{N}(T_k(s); 0, I)
             + \ln\left|\det \frac{\partial T_k}{\partial s}\right| .
+
+    With ``context_dim`` > 0 the flow is conditional, :math:`p_k(s \mid c)`:
+    a context-dependent affine map (:class:`_ContextAffine`) comes first, and
+    every coupling conditioner also sees the context :math:`c`.
 
     Build one with :func:`build_flow`.
 
@@ -221,6 +376,13 @@ class BatchedFlow(nn.Module):
         with ``(seed, first_member + k)`` alone, so a flow of members
         [a, b) built with ``first_member=a`` starts exactly as members a to
         b - 1 of a larger flow with the same seed.
+    context_dim : int
+        Dimension C of the conditioning variables; 0 for an unconditional
+        flow.
+    stream : int
+        Stream of :func:`~gala_deeppotential.runtime.member_generator` that
+        draws the initial weights; two flows of one member need different
+        streams to start differently.
     """
 
     def __init__(
@@ -235,6 +397,8 @@ class BatchedFlow(nn.Module):
         activation: str,
         seed: int,
         first_member: int = 0,
+        context_dim: int = 0,
+        stream: int = INIT_STREAM,
     ) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
@@ -250,24 +414,28 @@ class BatchedFlow(nn.Module):
             "activation": activation,
             "seed": int(seed),
             "first_member": int(first_member),
+            "context_dim": int(context_dim),
+            "stream": int(stream),
         }
         generators = [
-            member_generator(seed, first_member + k, INIT_STREAM)
-            for k in range(n_members)
+            member_generator(seed, first_member + k, stream) for k in range(n_members)
         ]
+
+        def conditioner(in_features: int, out_features: int) -> _BatchedMLP:
+            return _BatchedMLP(
+                in_features + context_dim,
+                out_features,
+                hidden_features,
+                n_hidden_layers,
+                activation,
+                generators,
+            )
+
+        self.context_affine = (
+            _ContextAffine(conditioner(0, 2 * dim), dim) if context_dim else None
+        )
         steps = []
         for i in range(n_steps):
-
-            def conditioner(in_features: int, out_features: int) -> _BatchedMLP:
-                return _BatchedMLP(
-                    in_features,
-                    out_features,
-                    hidden_features,
-                    n_hidden_layers,
-                    activation,
-                    generators,
-                )
-
             coupling = _SplineCoupling(
                 mask=create_alternating_binary_mask(dim, even=i % 2 == 0),
                 transform_net_create_fn=conditioner,
@@ -287,26 +455,23 @@ class BatchedFlow(nn.Module):
         self.steps = nn.ModuleList(steps)
 
     @property
-    def n_members(self) -> int:
-        """Number of member flows K."""
-        return self.config["n_members"]
-
-    @property
     def dim(self) -> int:
         """Dimension D of the data."""
         return self.config["dim"]
 
-    def _per_member(self, s: torch.Tensor) -> torch.Tensor:
-        if s.ndim == 2:
-            return s.expand(self.n_members, *s.shape)
-        if s.ndim != 3 or s.shape[0] != self.n_members:
+    def _context(self, context: torch.Tensor | None) -> torch.Tensor | None:
+        c = self.config["context_dim"]
+        if (context is None) != (c == 0):
             raise ValueError(
-                f"expected (B, {self.dim}) or ({self.n_members}, B, {self.dim}) "
-                f"inputs, got {tuple(s.shape)}"
+                f"this flow takes a ({c}-dimensional) context"
+                if c
+                else "this flow is unconditional; pass no context"
             )
-        return s
+        return None if context is None else self._per_member(context, c)
 
-    def forward(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, s: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         r"""Map data to noise: :math:`z = T_k(s)` and :math:`\ln|\det \partial_s T_k|`.
 
         Parameters
@@ -314,113 +479,118 @@ class BatchedFlow(nn.Module):
         s : :class:`torch.Tensor`, shape (B, D) or (K, B, D)
             Points in scaled coordinates: shared by all members, or one
             batch per member.
+        context : :class:`torch.Tensor`, shape (B, C) or (K, B, C), optional
+            The conditioning variables of each point, for a conditional flow.
 
         Returns
         -------
         z : :class:`torch.Tensor`, shape (K, B, D)
         log_det : :class:`torch.Tensor`, shape (K, B)
         """
-        h = self._per_member(s)
+        h = self._per_member(s, self.dim)
+        context = self._context(context)
         k, b, d = h.shape
         log_det = h.new_zeros(k, b)
+        flat_context = None
+        if context is not None:
+            h, log_det = self.context_affine(h, context)
+            flat_context = context.reshape(k * b, -1)
         for rescale, linear, coupling in self.steps:
             h, ld = rescale(h)
             log_det = log_det + ld
             h, ld = linear(h)
             log_det = log_det + ld
-            h, ld = coupling(h.reshape(k * b, d))
+            h, ld = coupling(h.reshape(k * b, d), flat_context)
             h = h.reshape(k, b, d)
             log_det = log_det + ld.reshape(k, b)
         return h, log_det
 
-    def log_prob(self, s: torch.Tensor) -> torch.Tensor:
-        """Each member's log density at ``s`` (see :meth:`forward`), shape (K, B)."""
-        z, log_det = self(s)
-        return log_det - 0.5 * (z.square().sum(dim=-1) + self.dim * _LOG_2PI)
-
-    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+    def inverse(
+        self, z: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Map noise ``(K, B, D)`` to data, :math:`s = T_k^{-1}(z)`."""
-        h = self._per_member(z)
+        h = self._per_member(z, self.dim)
+        context = self._context(context)
         k, b, d = h.shape
+        flat_context = None if context is None else context.reshape(k * b, -1)
         for rescale, linear, coupling in reversed(self.steps):
-            h, _ = coupling.inverse(h.reshape(k * b, d))
+            h, _ = coupling.inverse(h.reshape(k * b, d), flat_context)
             h = linear.inverse(h.reshape(k, b, d))
             h = rescale.inverse(h)
+        if context is not None:
+            h = self.context_affine.inverse(h, context)
         return h
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """Draw ``n`` points from each member, shape (K, n, D).
 
-        ``generator`` lives on the CPU; noise is drawn there and moved, so a
-        seed gives the same noise on every device.
-        """
-        param = next(self.parameters())
-        z = torch.randn(self.n_members, n, self.dim, generator=generator)
-        return self.inverse(z.to(param))
+class FactorizedFlow(_MemberStack):
+    r"""K flows over phase space as :math:`p_k(x)\, p_k(v \mid x)`, as one module.
 
-    def member_keys(self) -> set[str]:
-        """Names in :meth:`state_dict` that lead with the member axis K."""
-        keys = set()
-        for prefix, module in self.named_modules():
-            if isinstance(module, _MemberModule):
-                local = module.state_dict(keep_vars=True)
-                keys.update(f"{prefix}.{name}" for name in local)
-        return keys
+    The positions, the first half of the D coordinates, follow an
+    unconditional :class:`BatchedFlow`; the velocities, the second half,
+    follow a :class:`BatchedFlow` conditioned on the positions. The
+    velocity gradient :math:`\nabla_v \ln f = \nabla_v \ln p(v \mid x)` then
+    comes from a model that spends all its capacity on velocities at given
+    positions. It has the interface of an unconditional
+    :class:`BatchedFlow` and takes the same parameters; D must be even.
+    """
 
-    def select(self, members: list[int] | range) -> BatchedFlow:
-        """A new :class:`BatchedFlow` holding copies of the given members, in order."""
-        index = torch.as_tensor(list(members), dtype=torch.long)
-        keys = self.member_keys()
-        state = {
-            name: value.index_select(0, index.to(value.device))
-            if name in keys
-            else value
-            for name, value in self.state_dict().items()
+    def __init__(
+        self,
+        dim: int,
+        n_members: int,
+        n_steps: int,
+        n_bins: int,
+        hidden_features: int,
+        n_hidden_layers: int,
+        tail_bound: float,
+        activation: str,
+        seed: int,
+        first_member: int = 0,
+    ) -> None:
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"a factorized flow needs an even dim, got {dim}")
+        self.config = {
+            "dim": int(dim),
+            "n_members": int(n_members),
+            "n_steps": int(n_steps),
+            "n_bins": int(n_bins),
+            "hidden_features": int(hidden_features),
+            "n_hidden_layers": int(n_hidden_layers),
+            "tail_bound": float(tail_bound),
+            "activation": activation,
+            "seed": int(seed),
+            "first_member": int(first_member),
         }
-        return self._with_state(len(index), state)
+        half = dim // 2
+        common = {**self.config, "dim": half}
+        self.positions = BatchedFlow(**common)
+        self.velocities = BatchedFlow(
+            **common, context_dim=half, stream=CONDITIONAL_STREAM
+        )
 
-    @classmethod
-    def concatenate(cls, flows: list[BatchedFlow]) -> BatchedFlow:
-        """One :class:`BatchedFlow` holding the members of ``flows``, in order.
+    @property
+    def dim(self) -> int:
+        """Dimension D of the data."""
+        return self.config["dim"]
 
-        Raises
-        ------
-        ValueError
-            If the flows differ in anything but their members (architecture,
-            or the shared, non-member buffers).
+    def forward(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Map ``s = (x, v)`` to noise, as :meth:`BatchedFlow.forward`.
+
+        The noise is that of :math:`x` under the position flow, then that of
+        :math:`v` under the velocity flow given :math:`x`; the log
+        determinants add.
         """
-        if not flows:
-            raise ValueError("concatenate needs at least one flow")
-        first = flows[0]
-        ignore = {"n_members", "seed", "first_member"}
-        shared = {k: v for k, v in first.config.items() if k not in ignore}
-        for flow in flows:
-            mine = {k: v for k, v in flow.config.items() if k not in ignore}
-            if mine != shared:
-                raise ValueError(
-                    "cannot concatenate flows of different architectures: "
-                    f"{shared} and {mine}"
-                )
-        keys = first.member_keys()
-        state = {}
-        for name, value in first.state_dict().items():
-            parts = [flow.state_dict()[name] for flow in flows]
-            if name in keys:
-                state[name] = torch.cat(parts)
-            elif not all(torch.equal(value, part) for part in parts):
-                raise ValueError(f"the flows differ in their shared buffer {name!r}")
-            else:
-                state[name] = value
-        return first._with_state(sum(flow.n_members for flow in flows), state)
+        x, v = self._per_member(s, self.dim).split(self.dim // 2, dim=-1)
+        z_x, log_det_x = self.positions(x)
+        z_v, log_det_v = self.velocities(v, x)
+        return torch.cat([z_x, z_v], dim=-1), log_det_x + log_det_v
 
-    def _with_state(
-        self, n_members: int, state: dict[str, torch.Tensor]
-    ) -> BatchedFlow:
-        """A flow like this one with ``n_members`` members, loaded from ``state``."""
-        param = next(self.parameters())
-        out = BatchedFlow(**{**self.config, "n_members": n_members}).to(param)
-        out.load_state_dict(state)
-        return out
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        """Map noise ``(K, B, D)`` to data: the positions first, then v given them."""
+        z_x, z_v = self._per_member(z, self.dim).split(self.dim // 2, dim=-1)
+        x = self.positions.inverse(z_x)
+        return torch.cat([x, self.velocities.inverse(z_v, x)], dim=-1)
 
 
 def build_flow(
@@ -435,7 +605,8 @@ def build_flow(
     activation: str = "silu",
     seed: int = 0,
     first_member: int = 0,
-) -> BatchedFlow:
+    factorization: str = "joint",
+) -> BatchedFlow | FactorizedFlow:
     """Build K independent spline flows from nflows parts, batched as one module.
 
     Parameters
@@ -461,10 +632,14 @@ def build_flow(
         Global index of the first member: member k starts as member
         ``first_member + k`` of any flow with the same seed (see
         :class:`BatchedFlow`).
+    factorization : {"joint", "conditional"}
+        One flow over all D coordinates (:class:`BatchedFlow`), or a flow of
+        the first half times a flow of the second half conditioned on the
+        first (:class:`FactorizedFlow`, :math:`p(x)\\,p(v \\mid x)`).
 
     Returns
     -------
-    flow : :class:`BatchedFlow`
+    flow : :class:`BatchedFlow` or :class:`FactorizedFlow`
         A float32 module on the CPU; move it with ``.to(device)``.
 
     Examples
@@ -473,7 +648,12 @@ def build_flow(
     >>> flow.log_prob(torch.zeros(5, 6)).shape
     torch.Size([3, 5])
     """
-    return BatchedFlow(
+    if factorization not in FACTORIZATIONS:
+        raise ValueError(
+            f"factorization must be one of {sorted(FACTORIZATIONS)}, "
+            f"got {factorization!r}"
+        )
+    return FACTORIZATIONS[factorization](
         dim=dim,
         n_members=n_members,
         n_steps=n_steps,
@@ -485,6 +665,10 @@ def build_flow(
         seed=seed,
         first_member=first_member,
     )
+
+
+#: The flow classes of :func:`build_flow`, by ``factorization``.
+FACTORIZATIONS = {"joint": BatchedFlow, "conditional": FactorizedFlow}
 
 
 def _uniform(

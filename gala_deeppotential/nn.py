@@ -13,8 +13,8 @@ from torch import nn
 
 Activation = Callable[[torch.Tensor, int], tuple[torch.Tensor, ...]]
 
-#: Softening :math:`\epsilon` of the radial input feature, in units of the
-#: network's length scale: the kink of a cusp is resolved down to about
+#: Default softening :math:`\epsilon` of the radial input feature, in units
+#: of the network's length scale: the kink of a cusp is resolved down to about
 #: :math:`10^{-3} s_x`.
 RADIAL_SOFTENING = 1e-3
 
@@ -82,8 +82,7 @@ class PotentialNet(nn.Module):
         :math:`s_\Phi`, in the caller's unit of specific energy.
     radial : bool
         Also feed the network the softened radius
-        :math:`\varrho = (|\vec{x}|^2/s_x^2 + \epsilon^2)^{1/2}`, with
-        :math:`\epsilon` = :data:`RADIAL_SOFTENING`. A function of
+        :math:`\varrho = (|\vec{x}|^2/s_x^2 + \epsilon^2)^{1/2}`. A function of
         :math:`\varrho` has a kink at the origin that an MLP of
         :math:`\vec{x}` alone can only round off, so this lets
         :math:`\Phi_\theta` follow a density cusp such as Hernquist's
@@ -91,6 +90,10 @@ class PotentialNet(nn.Module):
         better on the cored Plummer sphere, but a briefly trained network
         with it conserved Leapfrog energies 4 times worse (see
         ``docs/benchmarks.md``).
+    radial_softening : float
+        :math:`\epsilon`, in units of :math:`s_x`: inside about
+        :math:`\epsilon s_x` the network has no kink, so the density there is
+        finite.
 
     Examples
     --------
@@ -108,6 +111,7 @@ class PotentialNet(nn.Module):
         length_scale: float = 1.0,
         phi_scale: float = 1.0,
         radial: bool = False,
+        radial_softening: float = RADIAL_SOFTENING,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -116,11 +120,14 @@ class PotentialNet(nn.Module):
             )
         if n_layers < 1 or n_hidden < 1:
             raise ValueError("n_layers and n_hidden must be at least 1")
+        if not radial_softening > 0:
+            raise ValueError(f"radial_softening must be > 0, got {radial_softening}")
         self.config = {
             "n_hidden": int(n_hidden),
             "n_layers": int(n_layers),
             "activation": activation,
             "radial": bool(radial),
+            "radial_softening": float(radial_softening),
         }
         self._act = ACTIVATIONS[activation]
         widths = [4 if radial else 3] + [n_hidden] * n_layers
@@ -137,7 +144,8 @@ class PotentialNet(nn.Module):
         y = x / self.length_scale
         if not self.config["radial"]:
             return y
-        rho = torch.sqrt((y * y).sum(1, keepdim=True) + RADIAL_SOFTENING**2)
+        eps = self.config["radial_softening"]
+        rho = torch.sqrt((y * y).sum(1, keepdim=True) + eps**2)
         return torch.cat([y, rho], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -20,9 +20,13 @@ def _perturbed(flow, scale=0.1):
     return flow
 
 
-@pytest.fixture
-def flow():
-    return _perturbed(build_flow(n_members=3, n_bins=6, hidden_features=16)).double()
+@pytest.fixture(params=["joint", "conditional"])
+def flow(request):
+    return _perturbed(
+        build_flow(
+            n_members=3, n_bins=6, hidden_features=16, factorization=request.param
+        )
+    ).double()
 
 
 def test_shapes_and_member_broadcast(flow):
@@ -67,8 +71,11 @@ def test_members_are_independent_and_batched_equals_alone(flow):
     )
 
 
-def test_sampling_draws_from_each_member():
-    flow = _perturbed(build_flow(n_members=2, hidden_features=16))
+@pytest.mark.parametrize("factorization", ["joint", "conditional"])
+def test_sampling_draws_from_each_member(factorization):
+    flow = _perturbed(
+        build_flow(n_members=2, hidden_features=16, factorization=factorization)
+    )
     samples = flow.sample(4000, torch.Generator().manual_seed(0))
     assert samples.shape == (2, 4000, 6)
     # Sampling inverts the flow: mapping the samples forward recovers the
@@ -105,16 +112,33 @@ def test_seed_fixes_initial_weights_and_permutations():
     )
 
 
-def test_members_start_the_same_in_any_shard():
-    whole = build_flow(n_members=5, seed=3)
-    shard = build_flow(n_members=2, seed=3, first_member=2)
+@pytest.mark.parametrize("factorization", ["joint", "conditional"])
+def test_members_start_the_same_in_any_shard(factorization):
+    whole = build_flow(n_members=5, seed=3, factorization=factorization)
+    shard = build_flow(n_members=2, seed=3, first_member=2, factorization=factorization)
     for name, value in whole.select([2, 3]).state_dict().items():
         assert torch.equal(value, shard.state_dict()[name]), name
-    joined = type(whole).concatenate([build_flow(n_members=2, seed=3), shard])
+    first = build_flow(n_members=2, seed=3, factorization=factorization)
+    joined = type(whole).concatenate([first, shard])
     for name, value in whole.select(range(4)).state_dict().items():
         assert torch.equal(value, joined.state_dict()[name]), name
     with pytest.raises(ValueError, match="architectures"):
         type(whole).concatenate([whole, build_flow(n_bins=4)])
+
+
+def test_conditional_flow_needs_its_context_and_the_velocity_flow_differs():
+    flow = build_flow(n_members=1, factorization="conditional", seed=0)
+    velocities = flow.velocities
+    with pytest.raises(ValueError, match="context"):
+        velocities.log_prob(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="unconditional"):
+        flow.positions.log_prob(torch.zeros(4, 3), torch.zeros(4, 3))
+    # The two halves start from different weights (their own streams).
+    a = flow.positions.steps[0][2].transform_net.weights[0]
+    b = velocities.steps[0][2].transform_net.weights[0][:, : a.shape[1]]
+    assert not torch.equal(a[:, :1], b[:, :1])
+    with pytest.raises(ValueError, match="factorization"):
+        build_flow(factorization="autoregressive")
 
 
 def test_linear_tails_are_the_identity_and_continuous_at_the_box():

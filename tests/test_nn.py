@@ -117,7 +117,8 @@ def test_radial_feature_represents_a_cusp_kink():
 def test_model_files_without_the_radial_key_load_as_before():
     net = _net(radial=False)
     tensors, config = net.to_state()
-    del config["radial"]  # as written before the radial feature existed
+    # As written before the radial feature existed.
+    del config["radial"], config["radial_softening"]
     old = PotentialNet.from_state(tensors, config)
     assert old.config["radial"] is False and old.hidden[0].in_features == 3
     x = torch.randn(10, 3, dtype=torch.float64)
