@@ -86,10 +86,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--df-epochs", type=int, default=None, help="default: package")
     parser.add_argument("--form", default="log_f", choices=["log_f", "f"])
     parser.add_argument("--activation", default="silu")
-    parser.add_argument("--radial", action="store_true", help="radius as an input")
+    parser.add_argument(
+        "--radial",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="radius as an input of the Φ network (default: the package's, on)",
+    )
     parser.add_argument(
         "--factorization", default="joint", choices=["joint", "conditional"]
     )
+    parser.add_argument("--hidden-features", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None, help="default: package")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
@@ -113,7 +119,6 @@ def main(argv: list[str] | None = None) -> dict:
     fit_kwargs = {
         "form": args.form,
         "activation": args.activation,
-        "radial": args.radial,
         "n_steps": args.phi_steps,
         "seed": args.seed,
         "device": args.device,
@@ -121,6 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if args.lr is not None:
         fit_kwargs["lr"] = args.lr
+    if args.radial is not None:
+        fit_kwargs["radial"] = args.radial
     result: dict = {
         "config": {**vars(args), "torch_threads": torch.get_num_threads()},
         "machine": platform.platform(),
@@ -149,6 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
             df_kwargs["time_limit"] = args.df_seconds
         if args.df_epochs is not None:
             df_kwargs["epochs"] = args.df_epochs
+        if args.hidden_features is not None:
+            df_kwargs["hidden_features"] = args.hidden_features
         if args.load_df:
             df = FlowEnsemble.load(args.load_df, device=args.device)
         else:

@@ -75,8 +75,10 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument(
         "--radial",
-        action="store_true",
-        help="give the Φ network the radius as an input, to follow the cusp",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="give the Φ network the radius as an input, to follow the cusp "
+        "(default; --no-radial for the paper's network of x alone)",
     )
     parser.add_argument("--out", default="compare_analytic", help="output folder")
     args = parser.parse_args(argv)

@@ -104,7 +104,7 @@ def fit_potential(
     n_hidden: int = 128,
     n_layers: int = 3,
     activation: str = "silu",
-    radial: bool = False,
+    radial: bool = True,
     radial_softening: float | None = None,
     gauge: str = "kepler",
     max_restarts: int = 3,
@@ -163,8 +163,11 @@ def fit_potential(
         Steps between validation checks.
     n_hidden, n_layers, activation, radial
         Architecture of :class:`~gala_deeppotential.nn.PotentialNet`;
-        ``radial=True`` adds the radius as an input, which lets Φ follow a
-        central density cusp (see :class:`~gala_deeppotential.nn.PotentialNet`).
+        ``radial=True`` (the default) adds the radius as an input, which lets
+        Φ follow a central density cusp and measured better on a cored
+        sphere too (see :class:`~gala_deeppotential.nn.PotentialNet` and
+        ``docs/benchmarks.md``); ``radial=False`` is the paper's network of
+        :math:`\vec{x}` alone.
     radial_softening : float, optional
         Softening of the radial input, in units of the median radius of the
         points. By default the radius inside which lie

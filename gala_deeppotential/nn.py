@@ -86,10 +86,9 @@ class PotentialNet(nn.Module):
         :math:`\varrho` has a kink at the origin that an MLP of
         :math:`\vec{x}` alone can only round off, so this lets
         :math:`\Phi_\theta` follow a density cusp such as Hernquist's
-        :math:`\rho \propto r^{-1}`. Off by default: it also measured
-        better on the cored Plummer sphere, but a briefly trained network
-        with it conserved Leapfrog energies 4 times worse (see
-        ``docs/benchmarks.md``).
+        :math:`\rho \propto r^{-1}`. It measured better on the cored
+        Plummer sphere too, so :func:`~gala_deeppotential.fit.fit_potential`
+        turns it on by default; here it is off, the paper's network.
     radial_softening : float
         :math:`\epsilon`, in units of :math:`s_x`: inside about
         :math:`\epsilon s_x` the network has no kink, so the density there is
