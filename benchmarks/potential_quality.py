@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--factorization", default="joint", choices=["joint", "conditional"]
     )
     parser.add_argument("--hidden-features", type=int, default=None)
+    parser.add_argument("--jitter", type=float, default=None, help="flow training")
     parser.add_argument("--lr", type=float, default=None, help="default: package")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
@@ -158,6 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
             df_kwargs["epochs"] = args.df_epochs
         if args.hidden_features is not None:
             df_kwargs["hidden_features"] = args.hidden_features
+        if args.jitter is not None:
+            df_kwargs["jitter"] = args.jitter
         if args.load_df:
             df = FlowEnsemble.load(args.load_df, device=args.device)
         else:

@@ -197,6 +197,7 @@ class FlowEnsemble:
         validation_fraction: float = 0.1,
         patience: int = 10,
         clip_norm: float = 10.0,
+        jitter: float = 0.0,
         seed: int = 0,
         first_member: int = 0,
         threads: int | None = None,
@@ -247,6 +248,11 @@ class FlowEnsemble:
             when all have stopped (on every rank of ``process_group``).
         clip_norm : float
             Maximum gradient norm, per member.
+        jitter : float
+            Standard deviation of Gaussian noise added to the standardized
+            training stars, fresh in every epoch and for every member (the
+            validation stars stay clean). It smooths what the flows learn from
+            a finite sample, at the price of a bias of order ``jitter**2``.
         seed : int
             Seeds the split, the initial weights and the minibatches: on the
             CPU with the same ``threads``, the same seed gives bit-identical
@@ -301,6 +307,7 @@ class FlowEnsemble:
             "validation_fraction": float(validation_fraction),
             "patience": int(patience),
             "clip_norm": float(clip_norm),
+            "jitter": float(jitter),
             "seed": int(seed),
             "first_member": int(first_member),
             "time_limit": None if time_limit is None else float(time_limit),
@@ -308,6 +315,8 @@ class FlowEnsemble:
         }
         if not 0 < validation_fraction < 1:
             raise ValueError("validation_fraction must lie in (0, 1)")
+        if not jitter >= 0:
+            raise ValueError(f"jitter must be >= 0, got {jitter!r}")
         if int(first_member) != first_member or first_member < 0:
             raise ValueError(f"first_member must be >= 0, got {first_member!r}")
         with torch_threads(threads):
@@ -807,6 +816,14 @@ class _Trainer:
         order = torch.stack(
             [torch.randperm(n_train, generator=g) for g in self.generators]
         ).to(device)
+        jitter = self.settings["jitter"]
+        if jitter:
+            # One draw per member and epoch, from the member's own stream,
+            # moved once: the members stay independent and reproducible.
+            noise = torch.stack(
+                [torch.randn(self.s_train.shape, generator=g) for g in self.generators]
+            ).to(device)
+            noise *= jitter
         loss_sum = torch.zeros(self.ensemble.n_flows, device=device)
         done = 0
         lr = None
@@ -818,7 +835,10 @@ class _Trainer:
                 break
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            batch = self.s_train[order[:, j * self.batch : (j + 1) * self.batch]]
+            rows = order[:, j * self.batch : (j + 1) * self.batch]
+            batch = self.s_train[rows]
+            if jitter:
+                batch = batch + noise.gather(1, rows[..., None].expand_as(batch))
             nll = -self.flow.log_prob(batch).mean(dim=1)
             self.optimizer.zero_grad()
             nll.sum().backward()

@@ -214,9 +214,10 @@ def test_early_stopping_restores_the_best_weights():
     assert all(e < len(history["epoch"]) for e in history["best_epoch"])
 
 
-def test_shards_fitted_apart_are_the_members_of_one_fit():
+@pytest.mark.parametrize("jitter", [0.0, 0.1])
+def test_shards_fitted_apart_are_the_members_of_one_fit(jitter):
     data = _small_data()
-    kwargs = dict(epochs=2, batch_size=128, seed=3)
+    kwargs = dict(epochs=2, batch_size=128, seed=3, jitter=jitter)
     whole = FlowEnsemble(n_flows=4).fit(data, **kwargs)
     shards = [
         FlowEnsemble(n_flows=n).fit(data, first_member=first, **kwargs)
@@ -283,6 +284,13 @@ def test_threads_option_is_restored():
 def test_bad_data_is_refused_clearly(mutate, message):
     with pytest.raises(ValueError, match=message):
         FlowEnsemble(n_flows=1).fit(mutate(_small_data()), epochs=1)
+
+
+def test_bad_settings_are_refused_clearly():
+    with pytest.raises(ValueError, match="jitter must be >= 0"):
+        FlowEnsemble(n_flows=1).fit(_small_data(), epochs=1, jitter=-0.1)
+    with pytest.raises(ValueError, match="factorization must be one of"):
+        FlowEnsemble(factorization="coupled")
 
 
 def test_bad_points_and_unfitted_use_are_refused(gaussian_fit):
