@@ -92,17 +92,17 @@ class FlowEnsemble:
     factorization : {"joint", "conditional"}
         Each member as one flow over the six coordinates (``"joint"``, as
         in Green & Ting 2020), or as a flow of the positions times a flow of
-        the velocities conditioned on the positions, :math:`p_k(x)\,
-        p_k(v \mid x)` (``"conditional"``; see
+        the velocities conditioned on the positions,
+        :math:`p_k(x)\, p_k(v \mid x)` (``"conditional"``; see
         :class:`~gala_deeppotential.flows.FactorizedFlow`).
     device : str or :class:`torch.device`
         ``"cpu"``, ``"cuda"`` (or ``"gpu"``), or ``"cuda:1"`` etc.
 
     Attributes
     ----------
-    flow : :class:`~gala_deeppotential.flows.BatchedFlow`, \
-:class:`~gala_deeppotential.flows.FactorizedFlow` or None
-        The members, once fitted or loaded.
+    flow : BatchedFlow, FactorizedFlow or None
+        The members, once fitted or loaded (see
+        :mod:`gala_deeppotential.flows`).
     standardizer : :class:`Standardizer` or None
     history : dict
         Per epoch: ``"epoch"``, ``"train_loss"`` and ``"val_loss"`` (lists of
