@@ -7,6 +7,7 @@ __all__ = ["FACTORIZATIONS", "BatchedFlow", "FactorizedFlow", "build_flow"]
 import math
 import warnings
 from itertools import pairwise
+from typing import Any
 
 import torch
 from torch import nn
@@ -531,43 +532,31 @@ class FactorizedFlow(_MemberStack):
     velocity gradient :math:`\nabla_v \ln f = \nabla_v \ln p(v \mid x)` then
     comes from a model that spends all its capacity on velocities at given
     positions. It has the interface of an unconditional
-    :class:`BatchedFlow` and takes the same parameters; D must be even.
+    :class:`BatchedFlow`.
+
+    Parameters
+    ----------
+    dim : int
+        Dimension D of the data, even: positions, then as many velocities.
+    **options
+        The other parameters of :class:`BatchedFlow` (``n_members``,
+        ``n_steps``, ...), shared by the two flows.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        n_members: int,
-        n_steps: int,
-        n_bins: int,
-        hidden_features: int,
-        n_hidden_layers: int,
-        tail_bound: float,
-        activation: str,
-        seed: int,
-        first_member: int = 0,
-    ) -> None:
+    def __init__(self, dim: int, **options: Any) -> None:
         super().__init__()
         if dim % 2:
             raise ValueError(f"a factorized flow needs an even dim, got {dim}")
-        self.config = {
-            "dim": int(dim),
-            "n_members": int(n_members),
-            "n_steps": int(n_steps),
-            "n_bins": int(n_bins),
-            "hidden_features": int(hidden_features),
-            "n_hidden_layers": int(n_hidden_layers),
-            "tail_bound": float(tail_bound),
-            "activation": activation,
-            "seed": int(seed),
-            "first_member": int(first_member),
-        }
         half = dim // 2
-        common = {**self.config, "dim": half}
-        self.positions = BatchedFlow(**common)
+        self.positions = BatchedFlow(half, **options)
         self.velocities = BatchedFlow(
-            **common, context_dim=half, stream=CONDITIONAL_STREAM
+            half, **options, context_dim=half, stream=CONDITIONAL_STREAM
         )
+        own = {"context_dim", "stream"}
+        self.config = {
+            **{k: v for k, v in self.positions.config.items() if k not in own},
+            "dim": int(dim),
+        }
 
     @property
     def dim(self) -> int:
