@@ -28,9 +28,10 @@ from .runtime import member_generator, resolve_device, torch_threads
 Flow = BatchedFlow | FactorizedFlow
 
 # The defaults: K = 16 members trained for 16 epochs took the whole pipeline
-# to a 2.80% median force error on the Plummer sphere (median of 3 seeds, one
-# run 2.5-3.4%; K = 8 for 8 epochs: 3.7%), in 7-9 minutes on 2 idle CPU cores
-# (docs/benchmarks.md).
+# to a 2.80% median force error on the Plummer sphere with the paper's Φ
+# network (median of 3 seeds, one run 2.5-3.4%; K = 8 for 8 epochs: 3.7%), and
+# to 1.98% with today's radial one, in 7-9 minutes on 2 idle CPU cores; 32
+# epochs measured worse (docs/benchmarks.md).
 DEFAULT_N_FLOWS = 16
 DEFAULT_EPOCHS = 16
 
