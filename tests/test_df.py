@@ -286,6 +286,24 @@ def test_bad_data_is_refused_clearly(mutate, message):
         FlowEnsemble(n_flows=1).fit(mutate(_small_data()), epochs=1)
 
 
+def test_jitter_widens_the_fitted_density_by_its_variance():
+    # Noise of standard deviation 0.5 on standardized stars: the flow learns
+    # the data convolved with it, whose variance is 1 + 0.25 times the data's
+    # on every axis. Measured: mean variance ratio 1.057 without jitter and
+    # 1.295 with it, a difference of 0.238.
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(4096, 6)) * [1, 2, 3, 10, 20, 30]
+    ratios = []
+    for jitter in (0.0, 0.5):
+        ensemble = FlowEnsemble(n_flows=1, asinh_axes=()).fit(
+            data, epochs=10, batch_size=256, seed=0, jitter=jitter
+        )
+        x, v = ensemble.sample(20000, seed=1)
+        y = torch.cat([x, v], dim=1).double().numpy()
+        ratios.append(np.mean(y.var(axis=0) / data.var(axis=0)))
+    assert ratios[1] - ratios[0] == pytest.approx(0.25, abs=0.05)
+
+
 def test_bad_settings_are_refused_clearly():
     with pytest.raises(ValueError, match="jitter must be >= 0"):
         FlowEnsemble(n_flows=1).fit(_small_data(), epochs=1, jitter=-0.1)
