@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import io
-from .flows import FACTORIZATIONS, BatchedFlow, FactorizedFlow, build_flow
+from .flows import BatchedFlow, FactorizedFlow, build_flow, flow_class
 from .phasespace import MIN_STARS, Standardizer
 from .runtime import member_generator, resolve_device, torch_threads
 
@@ -134,11 +134,7 @@ class FlowEnsemble:
         factorization: str = "joint",
         device: str | torch.device = "cpu",
     ) -> None:
-        if factorization not in FACTORIZATIONS:
-            raise ValueError(
-                f"factorization must be one of {sorted(FACTORIZATIONS)}, "
-                f"got {factorization!r}"
-            )
+        flow_class(factorization)  # refuse unknown names before any fit
         if int(n_flows) != n_flows or n_flows < 1:
             raise ValueError(f"n_flows must be a positive integer, got {n_flows!r}")
         self.config: dict[str, Any] = {

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["FACTORIZATIONS", "BatchedFlow", "FactorizedFlow", "build_flow"]
+__all__ = [
+    "FACTORIZATIONS",
+    "BatchedFlow",
+    "FactorizedFlow",
+    "build_flow",
+    "flow_class",
+]
 
 import math
 import warnings
@@ -637,12 +643,7 @@ def build_flow(
     >>> flow.log_prob(torch.zeros(5, 6)).shape
     torch.Size([3, 5])
     """
-    if factorization not in FACTORIZATIONS:
-        raise ValueError(
-            f"factorization must be one of {sorted(FACTORIZATIONS)}, "
-            f"got {factorization!r}"
-        )
-    return FACTORIZATIONS[factorization](
+    return flow_class(factorization)(
         dim=dim,
         n_members=n_members,
         n_steps=n_steps,
@@ -658,6 +659,22 @@ def build_flow(
 
 #: The flow classes of :func:`build_flow`, by ``factorization``.
 FACTORIZATIONS = {"joint": BatchedFlow, "conditional": FactorizedFlow}
+
+
+def flow_class(factorization: str) -> type[BatchedFlow] | type[FactorizedFlow]:
+    """The flow class for ``factorization`` ("joint" or "conditional").
+
+    Raises
+    ------
+    ValueError
+        For any other name.
+    """
+    if factorization not in FACTORIZATIONS:
+        raise ValueError(
+            f"factorization must be one of {sorted(FACTORIZATIONS)}, "
+            f"got {factorization!r}"
+        )
+    return FACTORIZATIONS[factorization]
 
 
 def _uniform(
