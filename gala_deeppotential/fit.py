@@ -30,7 +30,7 @@ from . import io
 from .cbe import cbe_loss, stationarity_residual
 from .df import FlowEnsemble, fit_distribution_function
 from .gala_potential import DeepPotential, _units_to_json
-from .nn import PotentialNet, sphere_directions
+from .nn import RADIAL_SOFTENING, PotentialNet, sphere_directions
 from .phasespace import to_phase_space
 from .runtime import progress_bar, resolve_device, seeded, torch_threads
 
@@ -171,8 +171,10 @@ def fit_potential(
     radial_softening : float, optional
         Softening of the radial input, in units of the median radius of the
         points. By default the radius inside which lie
-        :data:`SOFTENING_QUANTILE` of the points: where no points constrain
-        Φ, the network then has no kink, and the density stays finite.
+        :data:`SOFTENING_QUANTILE` of the points (at least
+        :data:`~gala_deeppotential.nn.RADIAL_SOFTENING`): where no points
+        constrain Φ, the network then has no kink, and the density stays
+        finite.
     gauge : {"kepler", "center"}
         How the additive constant of :math:`\Phi` is fixed. ``"kepler"``
         makes :math:`\Phi \to 0` at infinity by matching a Keplerian tail at
@@ -236,7 +238,8 @@ def fit_potential(
         radii = np.linalg.norm(x, axis=1)
         length = float(np.median(radii))
         if radial_softening is None:
-            radial_softening = float(np.quantile(radii, SOFTENING_QUANTILE)) / length
+            inner = float(np.quantile(radii, SOFTENING_QUANTILE)) / length
+            radial_softening = max(inner, RADIAL_SOFTENING)
         net_kwargs = {
             "n_hidden": n_hidden,
             "n_layers": n_layers,

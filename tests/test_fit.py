@@ -10,6 +10,7 @@ from gala_deeppotential.fit import (
     fit_potential,
 )
 from gala_deeppotential.mocks import PlummerTruth
+from gala_deeppotential.nn import RADIAL_SOFTENING
 
 # Reduced size for CI: 2^13 points, 400 steps (about 8 s on one thread).
 QUICK = {"n_steps": 400, "batch_size": 512, "lr": 1e-2, "progress": False}
@@ -61,6 +62,16 @@ def test_exact_gradients_recover_plummer(quick_fit, plummer_points, test_points)
     )
     assert quick_fit.history["restarts"] == []
     assert quick_fit.history["val_loss"][-1] < 0.5 * quick_fit.history["val_loss"][0]
+
+
+def test_radial_softening_has_a_floor(plummer_points):
+    # Stars piled at the centre must not make the radial input a bare kink.
+    x, v, gx, gv = (a.copy() for a in plummer_points)
+    x[:100] = 0.0
+    fit = fit_potential((x, v, gx, gv), seed=0, **{**QUICK, "n_steps": 20})
+    assert fit.net.config["radial_softening"] == RADIAL_SOFTENING
+    lap = fit.net.double().laplacian(torch.zeros(1, 3, dtype=torch.float64))
+    assert torch.isfinite(lap).all()
 
 
 def test_paper_network_without_the_radial_input(plummer_points, test_points):
