@@ -19,7 +19,7 @@ Usage::
     python benchmarks/potential_quality.py --quick           # about 2 minutes
     python benchmarks/potential_quality.py --sections exact  # Φ fit only
     python benchmarks/potential_quality.py --sections flow --save-df df.pt
-    python benchmarks/potential_quality.py --sections flow --load-df df.pt --radial
+    python benchmarks/potential_quality.py --sections flow --load-df df.pt --no-radial
 """
 
 from __future__ import annotations
