@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from gala_deeppotential.df import FlowEnsemble
+from gala_deeppotential.flows import FACTORIZATIONS
 from gala_deeppotential.mocks import PlummerTruth
 
 # Radial bins for the breakdown of the nabla_v ln f error, in units of b.
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--activation", default=defaults.config["activation"])
     parser.add_argument(
-        "--factorization", default="joint", choices=["joint", "conditional"]
+        "--factorization", default="joint", choices=sorted(FACTORIZATIONS)
     )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)

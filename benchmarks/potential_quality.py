@@ -36,6 +36,7 @@ import torch
 from gala_deeppotential.compare import compare_potentials, plot_comparison
 from gala_deeppotential.df import FlowEnsemble, fit_distribution_function
 from gala_deeppotential.fit import fit_potential
+from gala_deeppotential.flows import FACTORIZATIONS
 from gala_deeppotential.gala_potential import DeepPotential
 from gala_deeppotential.mocks import PlummerTruth
 
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="radius as an input of the Φ network (default: the package's, on)",
     )
     parser.add_argument(
-        "--factorization", default="joint", choices=["joint", "conditional"]
+        "--factorization", default="joint", choices=sorted(FACTORIZATIONS)
     )
     parser.add_argument("--hidden-features", type=int, default=None)
     parser.add_argument("--jitter", type=float, default=None, help="flow training")
@@ -151,16 +152,16 @@ def main(argv: list[str] | None = None) -> dict:
             "device": args.device,
             "factorization": args.factorization,
         }
-        if args.n_flows is not None:
-            df_kwargs["n_flows"] = args.n_flows
-        if args.df_seconds is not None:
-            df_kwargs["time_limit"] = args.df_seconds
-        if args.df_epochs is not None:
-            df_kwargs["epochs"] = args.df_epochs
-        if args.hidden_features is not None:
-            df_kwargs["hidden_features"] = args.hidden_features
-        if args.jitter is not None:
-            df_kwargs["jitter"] = args.jitter
+        # Options left unset take the package defaults.
+        for keyword, value in (
+            ("n_flows", args.n_flows),
+            ("time_limit", args.df_seconds),
+            ("epochs", args.df_epochs),
+            ("hidden_features", args.hidden_features),
+            ("jitter", args.jitter),
+        ):
+            if value is not None:
+                df_kwargs[keyword] = value
         if args.load_df:
             df = FlowEnsemble.load(args.load_df, device=args.device)
         else:
