@@ -5,13 +5,15 @@ Prints one JSON object with a section per source of DF gradients:
 * ``exact``: Φθ fitted on the analytic ∇ln f of the Plummer DF at points drawn
   from it; the floor set by the Φ fit alone;
 * ``flow``: the whole pipeline, a default ``FlowEnsemble`` fitted to the stars,
-  then Φθ on points drawn from it.
+  then Φθ on points drawn from it, its forces scaled to obey the stars' virial
+  theorem (``--no-virial`` skips that).
 
 Each section holds, for held-out true-DF points with r < 3 (G = M = b = 1),
 the median and 90th-percentile relative acceleration error, the median Φ error
 after removing the best constant, the median density error, and the same per
 radial bin ([0, 1], [1, 3], [3, 10]) under ``bins``, with the radial force
-bias a_r/a_r,true - 1; and ``wall_s``.
+bias a_r/a_r,true - 1; ``wall_s``; and ``virial``, the calibration applied
+(empty without one).
 
 Usage::
 
@@ -72,6 +74,7 @@ def _section(fit, truth: PlummerTruth, x_test: np.ndarray, wall_s: float) -> dic
         "wall_s": wall_s,
         "phi_fit_s": fit.wall_s,
         "restarts": len(fit.history["restarts"]),
+        "virial": fit.virial,
     }
 
 
@@ -95,6 +98,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument(
         "--factorization", default="joint", choices=sorted(FACTORIZATIONS)
+    )
+    parser.add_argument(
+        "--no-virial",
+        action="store_true",
+        help="skip the virial calibration of the forces by the stars",
     )
     parser.add_argument("--hidden-features", type=int, default=None)
     parser.add_argument("--jitter", type=float, default=None, help="flow training")
@@ -169,7 +177,8 @@ def main(argv: list[str] | None = None) -> dict:
         if args.save_df:
             df.save(args.save_df)
         df_s = time.perf_counter() - start
-        fit = fit_potential(df, n_samples=args.n_phi, **fit_kwargs)
+        stars = None if args.no_virial else (x, v)
+        fit = fit_potential(df, n_samples=args.n_phi, stars=stars, **fit_kwargs)
         result["flow"] = _section(fit, truth, x_test, time.perf_counter() - start)
         result["flow"]["df_fit_s"] = df_s
         result["flow"]["n_flows"] = df.n_flows

@@ -114,6 +114,7 @@ def fit_potential(
     activation: str = "silu",
     radial: bool = True,
     radial_softening: float | None = None,
+    average_fraction: float = 0.05,
     gauge: str = "kepler",
     max_restarts: int = 3,
     seed: int | None = 0,
@@ -184,6 +185,12 @@ def fit_potential(
         follows.
     weight_decay, grad_clip : float
         L2 weight decay and the gradient-norm clip.
+    average_fraction : float
+        Length, as a fraction of ``n_steps``, of an exponential moving
+        average of the weights, which is what is validated and returned (a
+        decay of :math:`1 - 1/(\texttt{average\_fraction} \cdot
+        \texttt{n\_steps})` per step: 0.99 for the default 2000 steps). It
+        smooths out the optimiser's last steps; 0 returns the raw weights.
     validation_fraction : float
         Held-out fraction of points; the weights with the lowest validation
         loss are kept.
@@ -240,6 +247,11 @@ def fit_potential(
         raise ValueError(f"form must be 'log_f' or 'f', got {form!r}")
     if gauge not in ("kepler", "center"):
         raise ValueError(f"gauge must be 'kepler' or 'center', got {gauge!r}")
+    if not 0 <= average_fraction < 1:
+        raise ValueError(
+            f"average_fraction must be in [0, 1) (0 turns it off), "
+            f"got {average_fraction}"
+        )
     config = {
         "n_samples": n_samples,
         "form": form,
@@ -256,6 +268,7 @@ def fit_potential(
         "activation": activation,
         "radial": radial,
         "radial_softening": radial_softening,
+        "average_fraction": average_fraction,
         "gauge": gauge,
         "seed": seed,
     }
@@ -464,6 +477,12 @@ def _train(
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / (n_steps - warmup)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    averaged = None
+    if config["average_fraction"] > 0:
+        decay = 1 - 1 / max(config["average_fraction"] * n_steps, 1)
+        averaged = torch.optim.swa_utils.AveragedModel(
+            net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay)
+        )
     plateau = _constant_potential_loss(val, net)
     best, best_state = math.inf, None
     for key in ("step", "train_loss", "val_loss", "grad_phi"):
@@ -485,11 +504,16 @@ def _train(
         torch.nn.utils.clip_grad_norm_(net.parameters(), config["grad_clip"])
         opt.step()
         sched.step()
+        if averaged is not None:
+            averaged.update_parameters(net)
         running += loss.detach()
         if (step + 1) % eval_every and step + 1 != n_steps:
             continue
+        judged = net if averaged is None else averaged.module
         with torch.no_grad():
-            val_loss, force = (float(t) for t in _batch_loss(net, val, config["lam"]))
+            val_loss, force = (
+                float(t) for t in _batch_loss(judged, val, config["lam"])
+            )
         n_since = (step % eval_every) + 1
         history["step"].append(step + 1)
         history["train_loss"].append(float(running) / n_since)
@@ -506,7 +530,7 @@ def _train(
             return {"step": step + 1, "val_loss": val_loss, "grad_phi": force}
         if val_loss < best:
             best = val_loss
-            best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
+            best_state = {k: t.detach().clone() for k, t in judged.state_dict().items()}
     net.load_state_dict(best_state)
     return None
 
@@ -621,7 +645,9 @@ class FitResult:
             ``train_loss`` and best ``val_loss`` averaged over members, as
             :math:`-\langle\ln f\rangle` in the fit's units, and ``wall_s``);
             ``potential`` (``steps``, first and best ``val_loss``,
-            ``restarts``, ``wall_s`` and ``data_radius`` [length unit]);
+            ``restarts``, ``wall_s``, ``data_radius`` [length unit], and
+            ``virial_scale`` and ``virial_scale_error``, the calibration
+            applied to the forces, or None);
             ``stationarity`` (``n_points`` and the median and 90th percentile
             of :math:`\epsilon`); ``negative_density_fraction``.
         """
@@ -660,6 +686,8 @@ class FitResult:
                 "restarts": len(phi_hist["restarts"]),
                 "wall_s": self.potential_fit.wall_s,
                 "data_radius": self.potential_fit.data_radius,
+                "virial_scale": self.potential_fit.virial.get("scale"),
+                "virial_scale_error": self.potential_fit.virial.get("error"),
             },
             "stationarity": {
                 "n_points": int(n_points),

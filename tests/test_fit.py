@@ -168,5 +168,7 @@ def test_bad_options(plummer_points):
         fit_potential(plummer_points, form="lnf", **QUICK)
     with pytest.raises(ValueError, match="gauge must be"):
         fit_potential(plummer_points, gauge="zero", **QUICK)
+    with pytest.raises(ValueError, match=r"average_fraction must be in \[0, 1\)"):
+        fit_potential(plummer_points, average_fraction=1.0, **QUICK)
     with pytest.raises(TypeError, match=r"has no \.sample"):
         fit_potential(object(), **QUICK)
