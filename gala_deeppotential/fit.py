@@ -931,8 +931,9 @@ def _options(options: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
     clash = sorted(set(options) & _RESERVED[name])
     if clash:
         raise ValueError(
-            f"{name} may not set {clash}: fit() sets them itself; pass seed=, "
-            "device=, threads=, progress=, n_flows= and checkpoint_dir= to fit()"
+            f"{name} may not set {clash}: fit() sets data and stars from the "
+            "catalogue, and takes seed=, device=, threads=, progress=, n_flows= "
+            "and checkpoint_dir= as its own keywords; pass them to fit() directly"
         )
     return options
 

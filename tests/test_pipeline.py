@@ -135,6 +135,10 @@ def test_result_records_frame_units_and_histories(ci_run):
     assert len(result.history["df"]["epoch"]) == 30
     assert result.history["potential"]["step"][-1] == 400
     assert result.potential_fit.config["n_steps"] == 400
+    # The forces were calibrated by the virial theorem of all the stars.
+    virial = result.potential_fit.virial
+    assert virial["n_stars"] == CI_STARS
+    assert 0 < virial["error"] < 0.05 and abs(virial["scale"] - 1) < 0.2
 
 
 def test_report_measures_stationarity_and_density(ci_run, tmp_path):
@@ -154,6 +158,9 @@ def test_report_measures_stationarity_and_density(ci_run, tmp_path):
     assert 0 <= report["negative_density_fraction"] < 0.1
     assert report["df"]["epochs"] == 30
     assert report["potential"]["val_loss"] < report["potential"]["val_loss_first"]
+    assert (
+        report["potential"]["virial_scale"] == ci_run[0].potential_fit.virial["scale"]
+    )
 
 
 def test_save_writes_model_and_frame_record(ci_run, tmp_path):
@@ -173,6 +180,8 @@ def test_save_writes_model_and_frame_record(ci_run, tmp_path):
 def test_bad_input_is_refused_before_training():
     with pytest.raises(ValueError, match="fit\\(\\) directly"):
         fit(icrs_catalogue(200, seed=2), df_options={"seed": 1})
+    with pytest.raises(ValueError, match="sets data and stars"):
+        fit(icrs_catalogue(200, seed=2), potential_options={"stars": None})
     no_velocity = SkyCoord(
         ra=[1, 2] * u.deg, dec=[3, 4] * u.deg, distance=[1, 2] * u.kpc
     )
@@ -215,8 +224,10 @@ def catalogue_file(tmp_path_factory) -> Path:
 def _same_result(a: FitResult, b: FitResult) -> bool:
     q = np.random.default_rng(0).normal(scale=5.0, size=(3, 64)) * u.kpc
     states = a.df.flow.state_dict(), b.df.flow.state_dict()
-    return all(torch.equal(t, states[1][k]) for k, t in states[0].items()) and (
-        np.array_equal(a.potential.energy(q), b.potential.energy(q))
+    return (
+        all(torch.equal(t, states[1][k]) for k, t in states[0].items())
+        and np.array_equal(a.potential.energy(q), b.potential.energy(q))
+        and a.potential_fit.virial == b.potential_fit.virial
     )
 
 
