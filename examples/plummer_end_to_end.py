@@ -8,8 +8,9 @@ galactic units), one stage per call:
    in kpc and kpc/Myr;
 2. ``fit_distribution_function``: the flow ensemble, the DF (Fig. 2 compares it
    with the analytic DF in the (r, v) plane);
-3. ``fit_potential`` on 2^15 points drawn from the flows, wrapped as a gala
-   potential by ``DeepPotential.from_fit``;
+3. ``fit_potential`` on 2^15 points drawn from the flows, its forces scaled by
+   the stars' virial theorem, wrapped as a gala potential by
+   ``DeepPotential.from_fit``;
 4. ``compare_potentials`` and ``compare_orbits`` against gala's analytic
    ``PlummerPotential`` (Fig. 3, the error profiles and orbit overlays).
 
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 3. The potential that makes it stationary, as a gala potential.
     fit = fit_potential(
         df,
+        stars=(data.w[:, :3], data.w[:, 3:]),
         n_samples=args.n_phi,
         n_steps=args.phi_steps,
         batch_size=args.phi_batch_size,

@@ -135,6 +135,7 @@ def run_demo(
     say(f"[2/5] fitting Φ on {size['n_phi']} points drawn from the flows")
     fit = fit_potential(
         df,
+        stars=(x, v),
         n_samples=size["n_phi"],
         n_steps=size["phi_steps"],
         seed=seed,
