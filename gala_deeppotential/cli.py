@@ -324,11 +324,14 @@ def _run_fit(args: argparse.Namespace) -> None:
     if args.quiet:
         return
     stationarity = report["stationarity"]["median_relative_residual"]
+    phi = report["potential"]
     print(
         f"fitted {report['n_stars']} stars ({report['n_dropped']} dropped) in "
         f"{time.perf_counter() - start:.0f} s: median relative stationarity "
         f"residual {stationarity:.3f}, negative density at "
-        f"{100 * report['negative_density_fraction']:.2f}% of DF samples"
+        f"{100 * report['negative_density_fraction']:.2f}% of DF samples; forces "
+        f"scaled by {phi['virial_scale']:.4f} ± {phi['virial_scale_error']:.4f} "
+        "to obey the stars' virial theorem"
     )
     written = [str(p) for p in paths.values()] + ([str(plot)] if plot else [])
     print("wrote " + ", ".join(written))

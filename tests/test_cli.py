@@ -118,6 +118,18 @@ def test_fit_records_frame_units_settings_and_report(model):
     assert 0 <= report["negative_density_fraction"] <= 1
 
 
+def test_fit_prints_its_summary(model, catalogue, tmp_path, capsys):
+    argv = ["fit", str(catalogue), "-o", str(tmp_path / "m.yml"), "--no-plot"]
+    quiet = [a for a in TINY_ARGS if a != "--quiet"]
+    assert main([*argv, *FRAME_ARGS, *quiet]) == 0
+    summary = capsys.readouterr().out.splitlines()[0]
+    report = json.loads((tmp_path / "m.json").read_text())["report"]
+    assert summary.startswith("fitted 1500 stars (0 dropped) in ")
+    scale = report["potential"]["virial_scale"]
+    error = report["potential"]["virial_scale_error"]
+    assert f"forces scaled by {scale:.4f} ± {error:.4f}" in summary
+
+
 def test_resume_of_a_finished_fit_reads_the_checkpoint(model, catalogue, monkeypatch):
     assert (model.parent / "model.checkpoint" / "manifest.json").is_file()
     before = _energies(gp.load(model, module=gala_deeppotential))
