@@ -183,6 +183,7 @@ def run_demo(
         "n_flows": df.n_flows,
         "seed": seed,
         "timings": timings,
+        "virial": fit.virial,
         "summary_r_lt_3": summary,
         "bins": [
             dict(zip(table.colnames, map(_plain, row), strict=True)) for row in table

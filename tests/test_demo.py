@@ -30,6 +30,7 @@ def test_demo_outputs_agree_with_the_saved_potential(demo):
     out, metrics = demo
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert metrics["sizes"] == TINY and metrics["n_flows"] == DEFAULT_N_FLOWS
+    assert metrics["virial"]["n_stars"] == TINY["n_stars"]
     pot = gp.load(out / "potential.yml", module=gala_deeppotential)
     truth = PlummerTruth()
     x_test, _ = truth.sample(2**14, seed=1000)  # the demo's held-out stars
