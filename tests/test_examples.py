@@ -52,15 +52,16 @@ def test_plummer_end_to_end_example(tmp_path):
     result = example.main(
         [*sizes, "--n-orbits", "4", "--orbit-steps", "600", "--out", str(tmp_path)]
     )
-    # Measured for seeds 0, 1, 2 (this test runs seed 0): KL 0.048, 0.079,
-    # 0.053 nats; within 3b Φ 1.7%, 3.4%, 1.8%; acceleration 9.0%, 15.9%,
-    # 9.3%, the radial force too weak by 6.2%, 14.2%, 7.6%; density 9.9%, 18%,
-    # 12%; orbits' energy drift 2.2e-4, 1.5e-4, 2.5e-4.
+    # Measured for seeds 0, 1, 2 (this test runs seed 0), with the virial
+    # calibration by the stars: KL 0.048, 0.079, 0.053 nats; within 3b Φ 1.2%,
+    # 1.8%, 0.9%; acceleration 6.3%, 10.4%, 5.9%; radial force bias -0.6%,
+    # -4.2%, +0.25% (-6.2%, -14.2%, -7.6% before the calibration); density
+    # 9.7%, 13%, 8.0%; orbits' energy drift 2e-4, 2e-4, 3e-4.
     assert 0 < result["df_kl_nats"] < 0.15
-    assert result["phi_r_lt_3b"] < 0.05
-    assert result["acc_r_lt_3b"] < 0.2
-    assert -0.2 < result["a_r_bias_r_lt_3b"] < -0.02
-    assert result["rho_r_lt_3b"] < 0.25
+    assert result["phi_r_lt_3b"] < 0.03
+    assert result["acc_r_lt_3b"] < 0.12
+    assert abs(result["a_r_bias_r_lt_3b"]) < 0.02
+    assert result["rho_r_lt_3b"] < 0.2
     assert result["orbit_median_energy_drift"] < 1e-3
     for name in ("fig2_df", "fig3_potential", "errors", "orbits"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000, name
