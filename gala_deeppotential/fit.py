@@ -137,11 +137,11 @@ def fit_potential(
     1.5% for the default flows on a Plummer sphere. The virial theorem, a
     moment of the same collisionless Boltzmann equation, needs only the
     stars' positions and velocities, so it measures the overall strength of
-    the forces without that bias, to :math:`\approx 1/\sqrt{N}` (0.2% for
+    the forces without that bias, to :math:`\approx 1/\sqrt{N}` (0.35% for
     2¹⁷ Plummer stars). The calibration assumes the sample is complete inside
-    the window of :data:`~gala_deeppotential.virial.VIRIAL_WINDOW` (a sphere
-    about the stars' median position holding 99% of them); leave ``stars``
-    out for a catalogue cut to another shape.
+    the window of :data:`~gala_deeppotential.virial.VIRIAL_WINDOW` (a shell
+    about the stars' median position between the radii that hold 10% and
+    99% of them); leave ``stars`` out for a catalogue cut to another shape.
 
     Two forms of the stationarity residual are available:
 

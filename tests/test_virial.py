@@ -19,12 +19,12 @@ def stars():
 def test_true_potential_obeys_the_virial_theorem(stars):
     x, v = stars
     result = virial_scale(x, v, TRUTH.grad_phi(x))
-    # Measured over 40 seeds of 2^15 stars: scatter 0.45%, mean error 0.49%.
+    # Measured over 40 seeds of 2^15 stars: scatter 0.55%, mean error 0.67%;
+    # here 0.47% at 2^16.
     assert 0.002 < result["error"] < 0.006
     assert abs(result["scale"] - 1) < 3 * result["error"]
     r = np.linalg.norm(x - np.median(x, axis=0), axis=1)
-    assert result["inner"] == pytest.approx(np.quantile(r, 0.9))
-    assert result["outer"] == pytest.approx(np.quantile(r, 0.99))
+    assert result["radii"] == pytest.approx(np.quantile(r, [0.1, 0.3, 0.9, 0.99]))
     assert result["n_stars"] == len(x)
 
 
@@ -55,7 +55,8 @@ def test_window_makes_a_truncated_sample_valid():
         ((np.zeros((10, 3)), np.zeros((9, 3)), np.zeros((10, 3))), {}, "shape"),
         ((np.zeros((10, 2)),) * 3, {}, r"\(N, 3\)"),
         ((np.full((10, 3), np.nan), np.ones((10, 3)), np.ones((10, 3))), {}, "NaN"),
-        ((np.ones((10, 3)),) * 3, {"window": (0.99, 0.9)}, "inner < outer"),
+        ((np.ones((10, 3)),) * 3, {"window": (0.1, 0.3, 0.99, 0.9)}, "increasing"),
+        ((np.ones((10, 3)),) * 3, {"window": (0.9, 0.99)}, "four increasing"),
     ],
 )
 def test_bad_input(args, kwargs, match):
@@ -94,13 +95,13 @@ def test_calibration_removes_regression_dilution(stars):
         bias = np.median(np.sum(grad * x_test, 1) / np.sum(g_true * x_test, 1)) - 1
         acc = np.linalg.norm(grad - g_true, axis=1) / np.linalg.norm(g_true, axis=1)
         errors[calibrated] = (bias, np.median(acc), fit.virial)
-    # Measured: bias -7.7% and error 8.0% uncalibrated; +0.03% and 3.2% after
-    # the scale of 1.084 +- 0.004.
+    # Measured: bias -7.8% and error 8.1% uncalibrated; -0.3% and 3.1% after
+    # the scale of 1.082 +- 0.005.
     assert errors[False][0] < -0.05
     assert errors[False][2] == {}
     assert abs(errors[True][0]) < 0.015
     assert errors[True][1] < 0.5 * errors[False][1]
-    assert errors[True][2]["scale"] == pytest.approx(1.084, abs=0.015)
+    assert errors[True][2]["scale"] == pytest.approx(1.082, abs=0.015)
 
 
 def test_bad_stars(stars):
