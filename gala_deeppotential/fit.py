@@ -375,8 +375,18 @@ def _training_points(data, n_samples: int, form: str, seed: int | None):
         if form == "f":
             f = np.exp(_as_numpy(data.log_prob(x, v)))[:, None]
             arrays[2:] = [f * arrays[2], f * arrays[3]]
+    _check_rows(("x", "v", "grad_x", "grad_v"), arrays, "points to fit Φ")
+    if form == "f":
+        # Divide f out of its units: the residual is linear in the gradients.
+        norm = np.median(np.linalg.norm(arrays[3], axis=1))
+        arrays[2:] = [arrays[2] / norm, arrays[3] / norm]
+    return arrays
+
+
+def _check_rows(names: tuple[str, ...], arrays: list[np.ndarray], what: str) -> None:
+    """Refuse arrays that are not all ``(N, 3)`` and finite, with N enough."""
     n = len(arrays[0])
-    for name, a in zip(("x", "v", "grad_x", "grad_v"), arrays, strict=True):
+    for name, a in zip(names, arrays, strict=True):
         if a.shape != (n, 3):
             raise ValueError(f"{name} must have shape ({n}, 3), got {a.shape}")
         if not np.all(np.isfinite(a)):
@@ -385,30 +395,16 @@ def _training_points(data, n_samples: int, form: str, seed: int | None):
                 "NaN or inf; drop them before fitting"
             )
     if n < MIN_POINTS:
-        raise ValueError(f"need at least {MIN_POINTS} points to fit Φ, got {n}")
-    if form == "f":
-        # Divide f out of its units: the residual is linear in the gradients.
-        norm = np.median(np.linalg.norm(arrays[3], axis=1))
-        arrays[2:] = [arrays[2] / norm, arrays[3] / norm]
-    return arrays
+        raise ValueError(f"need at least {MIN_POINTS} {what}, got {n}")
 
 
 def _stars(stars) -> tuple[np.ndarray, np.ndarray]:
     """The ``stars=(x, v)`` of :func:`fit_potential` as float64 arrays, validated."""
     if not isinstance(stars, tuple | list) or len(stars) != 2:
         raise ValueError("pass stars as (x, v), two (N, 3) arrays")
-    x, v = (_as_numpy(a) for a in stars)
-    if x.ndim != 2 or x.shape[1] != 3 or v.shape != x.shape:
-        raise ValueError(
-            f"stars must be two (N, 3) arrays, got shapes {x.shape} and {v.shape}"
-        )
-    if len(x) < MIN_POINTS or not (np.isfinite(x).all() and np.isfinite(v).all()):
-        raise ValueError(
-            f"stars must hold at least {MIN_POINTS} rows, all finite; got "
-            f"{len(x)} rows, {np.count_nonzero(~np.isfinite(np.hstack([x, v])))} "
-            "non-finite values"
-        )
-    return x, v
+    arrays = [_as_numpy(a) for a in stars]
+    _check_rows(("stars' x", "stars' v"), arrays, "stars for the virial calibration")
+    return arrays[0], arrays[1]
 
 
 def _calibrate(net: PotentialNet, x: np.ndarray, v: np.ndarray) -> dict[str, Any]:

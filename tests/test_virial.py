@@ -109,9 +109,9 @@ def test_bad_stars(stars):
     points = (x, v, *TRUTH.grad_log_f(x, v))
     for bad, match in (
         ((x,), r"\(x, v\)"),
-        ((x, v[:, :2]), "shapes"),
-        ((x[: MIN_POINTS - 1], v[: MIN_POINTS - 1]), "at least"),
-        ((np.full_like(x, np.nan), v), "non-finite"),
+        ((x, v[:, :2]), r"stars' v must have shape \(512, 3\)"),
+        ((x[: MIN_POINTS - 1], v[: MIN_POINTS - 1]), "at least 256 stars"),
+        ((np.full_like(x, np.nan), v), "stars' x has 512 rows with NaN"),
     ):
         with pytest.raises(ValueError, match=match):
             fit_potential(points, stars=bad, n_steps=1, progress=False)
