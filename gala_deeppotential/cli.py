@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-__all__ = ["main", "run_demo"]
+__all__ = ["main"]
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .df import DEFAULT_EPOCHS, DEFAULT_N_FLOWS
+from .df import DEFAULT_N_FLOWS
 
 #: Unit systems the command line knows by name.
 UNIT_SYSTEMS = ("galactic", "solarsystem", "dimensionless")
@@ -29,188 +28,6 @@ _FRAME_OPTIONS = {
     "z_sun": "z_sun_pc",
     "roll": "roll_deg",
 }
-
-#: Demo sizes. Both use the paper's 2^17 stars and 2^15 points for Φ and the
-#: default ensemble size; the default trains the flows for 8 epochs (about 5
-#: minutes on 2 idle cores), ``--full`` for the package's default
-#: :data:`~gala_deeppotential.df.DEFAULT_EPOCHS` (about 9 minutes; see
-#: docs/benchmarks.md).
-DEMO_SIZES = {
-    "quick": {"n_stars": 2**17, "n_phi": 2**15, "df_epochs": 8, "phi_steps": 2000},
-    "full": {
-        "n_stars": 2**17,
-        "n_phi": 2**15,
-        "df_epochs": DEFAULT_EPOCHS,
-        "phi_steps": 2000,
-    },
-}
-
-
-def run_demo(
-    output: str | Path = "demo_output",
-    *,
-    full: bool = False,
-    n_flows: int | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    threads: int | None = None,
-    progress: bool = True,
-    sizes: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Run the paper's Plummer demonstration end to end and write its results.
-
-    Samples a Plummer sphere (G = M = b = 1), fits the flow ensemble, fits
-    Φθ on points drawn from it, wraps it as a
-    :class:`~gala_deeppotential.DeepPotential`, compares it with gala's
-    :class:`~gala.potential.PlummerPotential` on held-out stars, and
-    integrates orbits in both.
-
-    Parameters
-    ----------
-    output : str or path-like
-        Folder for ``metrics.json``, ``comparison.ecsv``, ``potential.yml``
-        (+ model file) and the figures ``potential.png`` (the paper's Fig. 3),
-        ``df.png`` (Fig. 2: the DF in the (r, v) plane), ``orbits.png`` (three
-        orbits in both potentials) and ``errors.png`` (errors by radius).
-    full : bool
-        Train the flows for the package's default 16 epochs rather than 8.
-    n_flows : int, optional
-        Ensemble size; default that of :class:`~gala_deeppotential.FlowEnsemble`.
-    seed : int
-        Seed for the sample and every fit.
-    device : {"cpu", "cuda"}
-        Where to train.
-    threads : int, optional
-        torch intra-op threads.
-    progress : bool
-        Show progress bars.
-    sizes : dict, optional
-        Override ``n_stars``, ``n_phi``, ``df_epochs``, ``phi_steps``.
-
-    Returns
-    -------
-    metrics : dict
-        What is written to ``metrics.json``.
-    """
-    from gala.units import DimensionlessUnitSystem
-
-    from .compare import (
-        compare_orbits,
-        compare_potentials,
-        plot_comparison,
-        plot_distribution_function,
-        plot_error_profiles,
-        plot_orbits,
-    )
-    from .df import fit_distribution_function
-    from .fit import fit_potential
-    from .gala_potential import DeepPotential, ExtrapolationWarning
-    from .mocks import PlummerTruth
-
-    size = {**DEMO_SIZES["full" if full else "quick"], **(sizes or {})}
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    truth = PlummerTruth()
-    timings: dict[str, float] = {}
-
-    def say(msg: str) -> None:
-        if progress:
-            print(msg, flush=True)
-
-    start = time.perf_counter()
-    x, v = truth.sample(size["n_stars"], seed=seed)
-    say(f"[1/5] sampled {len(x)} Plummer stars; fitting the flow ensemble")
-    df_options = {} if n_flows is None else {"n_flows": n_flows}
-    df = fit_distribution_function(
-        np.hstack([x, v]),
-        device=device,
-        seed=seed,
-        threads=threads,
-        progress=progress,
-        epochs=size["df_epochs"],
-        **df_options,
-    )
-    timings["df_s"] = time.perf_counter() - start
-
-    say(f"[2/5] fitting Φ on {size['n_phi']} points drawn from the flows")
-    fit = fit_potential(
-        df,
-        stars=(x, v),
-        n_samples=size["n_phi"],
-        n_steps=size["phi_steps"],
-        seed=seed,
-        device=device,
-        threads=threads,
-        progress=progress,
-    )
-    timings["phi_s"] = fit.wall_s
-    pot = DeepPotential.from_fit(fit, units=DimensionlessUnitSystem())
-    pot.save(out / "potential.yml")
-
-    say("[3/5] comparing with the analytic Plummer potential")
-    x_test, v_test = truth.sample(2**14, seed=seed + 1000)
-    with warnings.catch_warnings():
-        # Held-out stars reach beyond the data on purpose: the outer bin
-        # shows how the network extrapolates.
-        warnings.simplefilter("ignore", ExtrapolationWarning)
-        table, summary = compare_potentials(pot, truth.potential(), x_test.T)
-        profile, _ = compare_potentials(
-            pot, truth.potential(), x_test.T, r_bins=np.geomspace(0.05, 10, 14)
-        )
-        figures = {
-            "potential": plot_comparison(pot, truth.potential(), x_test.T),
-            "df": plot_distribution_function(
-                df, truth, r_max=3, v_max=1.5, n_grid=32, n_directions=8
-            ),
-            "errors": plot_error_profiles(profile),
-        }
-        say("[4/5] integrating 20 orbits in both potentials")
-        w0 = truth.to_phase_space_position(x_test[:20], v_test[:20])
-        orbits = compare_orbits(pot, truth.potential(), w0, dt=0.02, n_steps=5000)
-        figures["orbits"] = plot_orbits(
-            *(
-                p.integrate_orbit(w0[:3], dt=0.02, n_steps=5000)
-                for p in (pot, truth.potential())
-            )
-        )
-    for name, figure in figures.items():
-        figure.savefig(out / f"{name}.png", dpi=120)
-    table.write(out / "comparison.ecsv", overwrite=True)
-    timings["total_s"] = time.perf_counter() - start
-
-    metrics = {
-        "sizes": size,
-        "n_flows": df.n_flows,
-        "seed": seed,
-        "timings": timings,
-        "virial": fit.virial,
-        "summary_r_lt_3": summary,
-        "bins": [
-            dict(zip(table.colnames, map(_plain, row), strict=True)) for row in table
-        ],
-        "orbits": {
-            name: float(np.nanmedian(orbits[name]))
-            for name in (
-                "pericenter_rel_diff",
-                "apocenter_rel_diff",
-                "period_rel_diff",
-                "energy_drift",
-            )
-        },
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    say(
-        f"[5/5] done in {timings['total_s']:.0f} s: median acceleration error "
-        f"{100 * summary['acc']:.2f}% (r < 3), Φ {100 * summary['phi']:.2f}%, "
-        f"ρ {100 * summary['rho']:.1f}%; orbit apocentres within "
-        f"{100 * metrics['orbits']['apocenter_rel_diff']:.2f}% (median). "
-        f"Results in {out}/"
-    )
-    return metrics
-
-
-def _plain(value) -> float | int:
-    return getattr(value, "value", value).item()
 
 
 def _unit_system(name: str):
@@ -268,11 +85,46 @@ def _columns(pairs: list[str]) -> dict[str, str] | None:
     return columns or None
 
 
+def _fit_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords of :func:`~gala_deeppotential.fit` that the options set."""
+    df_options = _json_option(args.df_options, "--df-options")
+    potential_options = _json_option(args.potential_options, "--potential-options")
+    shortcuts = (
+        (df_options, "n_flows", args.n_flows),
+        (df_options, "epochs", args.epochs),
+        (df_options, "time_limit", args.df_time_limit),
+        (potential_options, "n_steps", args.phi_steps),
+        (potential_options, "n_samples", args.phi_points),
+    )
+    for options, key, value in shortcuts:
+        if value is not None:
+            options[key] = value
+    virial: bool | dict[str, Any] = not args.no_virial
+    if args.virial_center is not None or args.virial_radius is not None:
+        if args.no_virial:
+            raise ValueError("--no-virial turns the calibration off; drop --virial-*")
+        virial = {"center": args.virial_center, "radius": args.virial_radius}
+    return {
+        "units": _unit_system(args.units),
+        "galcen_frame": _frame(args),
+        "columns": _columns(args.column),
+        "drop_invalid": args.drop_invalid,
+        "df_options": df_options,
+        "potential_options": potential_options,
+        "virial": virial,
+        "seed": args.seed,
+        "device": args.device,
+        "threads": args.threads,
+        "progress": not args.quiet,
+        "distributed": args.distributed,
+    }
+
+
 def _run_fit(args: argparse.Namespace) -> None:
-    from .fit import _output_paths, fit
+    from .pipeline import fit, output_paths
     from .runtime import resolve_device
 
-    paths = _output_paths(args.output)
+    paths = output_paths(args.output)
     paths["yaml"].parent.mkdir(parents=True, exist_ok=True)
     catalogue = Path(args.catalogue)
     if not catalogue.is_file():
@@ -281,35 +133,13 @@ def _run_fit(args: argparse.Namespace) -> None:
             "(see deep-potential fit --help)"
         )
     resolve_device(args.device)
-    df_options = _json_option(args.df_options, "--df-options")
-    potential_options = _json_option(args.potential_options, "--potential-options")
-    for key, value in (("epochs", args.epochs), ("time_limit", args.df_time_limit)):
-        if value is not None:
-            df_options[key] = value
-    for key, value in (("n_steps", args.phi_steps), ("n_samples", args.phi_points)):
-        if value is not None:
-            potential_options[key] = value
+    options = _fit_options(args)
     checkpoint_dir = args.checkpoint_dir
     if checkpoint_dir is None and args.resume:
         checkpoint_dir = paths["yaml"].with_suffix(".checkpoint")
     start = time.perf_counter()
     try:
-        result = fit(
-            catalogue,
-            units=_unit_system(args.units),
-            galcen_frame=_frame(args),
-            columns=_columns(args.column),
-            drop_invalid=args.drop_invalid,
-            n_flows=args.n_flows,
-            df_options=df_options,
-            potential_options=potential_options,
-            seed=args.seed,
-            device=args.device,
-            threads=args.threads,
-            progress=not args.quiet,
-            checkpoint_dir=checkpoint_dir,
-            distributed=args.distributed,
-        )
+        result = fit(catalogue, checkpoint_dir=checkpoint_dir, **options)
     except KeyboardInterrupt:
         if checkpoint_dir is not None:
             print(
@@ -317,25 +147,39 @@ def _run_fit(args: argparse.Namespace) -> None:
                 file=sys.stderr,
             )
         raise
-    if result is None:  # a rank other than 0 of a distributed fit
-        return
+    if args.distributed and os.environ.get("RANK", "0") != "0":
+        return  # every rank holds the result; rank 0 writes it
     plot = None if args.no_plot else paths["yaml"].with_suffix(".png")
     report = result.report(threads=args.threads, plot=plot)
     result.save(paths["yaml"], report=report)
-    if args.quiet:
-        return
+    if not args.quiet:
+        print(_fit_summary(report, time.perf_counter() - start))
+        written = [str(p) for p in paths.values()] + ([str(plot)] if plot else [])
+        print("wrote " + ", ".join(written))
+
+
+def _fit_summary(report: dict[str, Any], seconds: float) -> str:
+    """The lines ``deep-potential fit`` prints: the fit, the calibration, warnings."""
     stationarity = report["stationarity"]["median_relative_residual"]
-    phi = report["potential"]
-    print(
+    virial = report["virial"]
+    if not virial:
+        calibration = "no virial calibration (--no-virial)"
+    elif virial["applied"]:
+        calibration = (
+            f"forces scaled by {virial['scale']:.4f} ± {virial['error']:.4f} to "
+            "obey the stars' virial theorem"
+        )
+    else:
+        calibration = "virial calibration not applied (see below)"
+    lines = [
         f"fitted {report['n_stars']} stars ({report['n_dropped']} dropped) in "
-        f"{time.perf_counter() - start:.0f} s: median relative stationarity "
-        f"residual {stationarity:.3f}, negative density at "
-        f"{100 * report['negative_density_fraction']:.2f}% of DF samples; forces "
-        f"scaled by {phi['virial_scale']:.4f} ± {phi['virial_scale_error']:.4f} "
-        "to obey the stars' virial theorem"
-    )
-    written = [str(p) for p in paths.values()] + ([str(plot)] if plot else [])
-    print("wrote " + ", ".join(written))
+        f"{seconds:.0f} s: median relative stationarity residual "
+        f"{stationarity:.3f}, negative density at "
+        f"{100 * report['negative_density_fraction']:.2f}% of DF samples; "
+        + calibration
+    ]
+    lines += [f"warning: {text}" for text in report["warnings"]]
+    return "\n".join(lines)
 
 
 def _load_model(path: Path):
@@ -358,7 +202,7 @@ def _load_model(path: Path):
 def _run_compare(args: argparse.Namespace) -> None:
     from gala.units import DimensionlessUnitSystem
 
-    from .compare import compare_potentials
+    from .compare import compare_potentials, table_records
     from .gala_potential import ExtrapolationWarning
     from .mocks import PlummerTruth
 
@@ -412,14 +256,14 @@ def _run_compare(args: argparse.Namespace) -> None:
         f"stars of its DF (seed {args.seed}); median relative errors by radius{length}:"
     )
     names = table.colnames
+    bins = table_records(table)
     print("  ".join(f"{name:>9}" for name in names))
-    for row in table:
-        print("  ".join(f"{_plain(row[name]):>9.4g}" for name in names))
+    for row in bins:
+        print("  ".join(f"{row[name]:>9.4g}" for name in names))
     print(f"within r < {args.r_summary:g} b:")
     print("  ".join(f"{name:>9}" for name in summary))
     print("  ".join(f"{value:>9.4g}" for value in summary.values()))
     if args.json is not None:
-        bins = [dict(zip(names, map(_plain, row), strict=True)) for row in table]
         Path(args.json).write_text(
             json.dumps({"bins": bins, "summary": summary}, indent=2), encoding="utf-8"
         )
@@ -433,8 +277,8 @@ def _add_fit_parser(sub) -> None:
         "stars with 6D phase-space coordinates, and write the potential as "
         "MODEL (gala YAML), MODEL.pt (the network), MODEL.json (the "
         "Galactocentric frame, units, settings and a report of the fit) and "
-        "MODEL.png (training curves). Load it with gala.potential.load(MODEL, "
-        "module=gala_deeppotential).",
+        "MODEL.png (training curves). Load it with gala.potential.load(MODEL) "
+        "after import gala_deeppotential.",
     )
     parser.add_argument(
         "catalogue",
@@ -469,6 +313,13 @@ def _add_fit_parser(sub) -> None:
         action="store_true",
         help="drop stars with NaN, inf or masked values (reported) instead of stopping",
     )
+    _add_frame_arguments(parser)
+    _add_training_arguments(parser)
+    _add_virial_arguments(parser)
+    _add_output_arguments(parser)
+
+
+def _add_frame_arguments(parser: argparse.ArgumentParser) -> None:
     frame = parser.add_argument_group(
         "Galactocentric frame",
         "Default: gala_deeppotential.phasespace.DEFAULT_GALCEN_FRAME (astropy's "
@@ -509,6 +360,9 @@ def _add_fit_parser(sub) -> None:
     frame.add_argument(
         "--roll", type=float, metavar="DEG", help="roll of the Galactic plane"
     )
+
+
+def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     training = parser.add_argument_group("training (defaults are the measured ones)")
     training.add_argument("--n-flows", type=int, default=None, help="ensemble size K")
     training.add_argument("--epochs", type=int, help="flow training epochs")
@@ -526,13 +380,15 @@ def _add_fit_parser(sub) -> None:
         "--df-options",
         default="{}",
         metavar="JSON",
-        help="further keywords of gala_deeppotential.df.fit_distribution_function",
+        help="further settings of the flows, a JSON object of "
+        "gala_deeppotential.training.DFOptions fields",
     )
     training.add_argument(
         "--potential-options",
         default="{}",
         metavar="JSON",
-        help="further keywords of gala_deeppotential.fit.fit_potential",
+        help="further settings of the Φ fit, a JSON object of "
+        "gala_deeppotential.potential.PotentialOptions fields",
     )
     training.add_argument(
         "--seed", type=int, default=0, help="seed of both fits (default: 0)"
@@ -545,6 +401,36 @@ def _add_fit_parser(sub) -> None:
         help="spread the flow ensemble over torchrun's processes: torchrun "
         "--nproc-per-node=N --no-python deep-potential fit ... --distributed",
     )
+
+
+def _add_virial_arguments(parser: argparse.ArgumentParser) -> None:
+    virial = parser.add_argument_group(
+        "virial calibration",
+        "By default the forces are scaled so that the stars obey the virial "
+        "theorem in a window about their median position; the calibration "
+        "declines, with a warning, a catalogue that is not a whole system "
+        "(gala_deeppotential.virial.calibrate).",
+    )
+    virial.add_argument(
+        "--no-virial", action="store_true", help="do not calibrate the forces"
+    )
+    virial.add_argument(
+        "--virial-center",
+        type=float,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="centre of the window, Galactocentric, in the length unit of --units "
+        "(e.g. the Sun's position for a heliocentric volume)",
+    )
+    virial.add_argument(
+        "--virial-radius",
+        type=float,
+        metavar="R",
+        help="the catalogue is complete within R of --virial-center",
+    )
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("checkpoints and output")
     run.add_argument(
         "--checkpoint-dir",
@@ -619,22 +505,7 @@ def _add_compare_parser(sub) -> None:
     parser.add_argument("--json", metavar="PATH", help="also write the table as JSON")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``deep-potential`` console script.
-
-    Returns
-    -------
-    status : int
-        0 on success; 2 for an error that the message explains (a missing
-        file, a bad catalogue or option, no CUDA device, a failed fit),
-        reported in one line without a traceback.
-    """
-    parser = argparse.ArgumentParser(
-        prog="deep-potential",
-        description="Recover a gravitational potential from a phase-space "
-        "snapshot (Green & Ting 2020), as a gala potential.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_demo_parser(sub) -> None:
     demo = sub.add_parser(
         "demo",
         help="run the Plummer-sphere demonstration end to end",
@@ -659,24 +530,51 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--device", default="cpu", help="'cpu' or 'cuda'")
     demo.add_argument("--threads", type=int, default=None, help="torch threads")
     demo.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _run_demo(args: argparse.Namespace) -> None:
+    from .demo import DEMO_SIZES, run_plummer_demo
+
+    df_options = dict(DEMO_SIZES["full" if args.full else "quick"])
+    if args.n_flows is not None:
+        df_options["n_flows"] = args.n_flows
+    run_plummer_demo(
+        args.output,
+        df_options=df_options,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        progress=not args.quiet,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``deep-potential`` console script.
+
+    Returns
+    -------
+    status : int
+        0 on success; 2 for an error that the message explains (a missing
+        file, a bad catalogue or option, no CUDA device, a failed fit),
+        reported in one line without a traceback.
+    """
+    parser = argparse.ArgumentParser(
+        prog="deep-potential",
+        description="Recover a gravitational potential from a phase-space "
+        "snapshot (Green & Ting 2020), as a gala potential.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_demo_parser(sub)
     _add_fit_parser(sub)
     _add_compare_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
-        run_demo(
-            args.output,
-            full=args.full,
-            n_flows=args.n_flows,
-            seed=args.seed,
-            device=args.device,
-            threads=args.threads,
-            progress=not args.quiet,
-        )
+        _run_demo(args)
         return 0
     run = {"fit": _run_fit, "compare": _run_compare}[args.command]
     try:
         run(args)
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, TypeError, RuntimeError) as err:
         message = " ".join(str(err).split())
         print(f"deep-potential {args.command}: error: {message}", file=sys.stderr)
         return 2

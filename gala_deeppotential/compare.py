@@ -9,6 +9,8 @@ __all__ = [
     "plot_distribution_function",
     "plot_error_profiles",
     "plot_orbits",
+    "plot_training",
+    "table_records",
 ]
 
 import itertools
@@ -20,6 +22,9 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 from gala.potential import PotentialBase
+
+from .directions import random_directions
+from .phasespace import strip_units
 
 if TYPE_CHECKING:
     from gala.dynamics import Orbit
@@ -105,15 +110,23 @@ def compare_potentials(
     return table, summary
 
 
+def table_records(table: QTable) -> list[dict[str, float | int]]:
+    """The rows of a comparison table as plain dicts of numbers (units dropped)."""
+    return [
+        {name: getattr(row[name], "value", row[name]).item() for name in table.colnames}
+        for row in table
+    ]
+
+
 def _pointwise_errors(learned, reference, q) -> dict[str, np.ndarray]:
-    phi_l, phi_r = (_value(p.energy(q)) for p in (learned, reference))
-    a_l, a_r = (-_value(p.gradient(q)) for p in (learned, reference))
-    rho_l, rho_r = (_value(p.density(q)) for p in (learned, reference))
+    phi_l, phi_r = (strip_units(p.energy(q)) for p in (learned, reference))
+    a_l, a_r = (-strip_units(p.gradient(q)) for p in (learned, reference))
+    rho_l, rho_r = (strip_units(p.density(q)) for p in (learned, reference))
     offset = np.median(phi_l - phi_r)
     norm_r = np.linalg.norm(a_r, axis=0)
     cos = np.sum(a_l * a_r, axis=0) / (np.linalg.norm(a_l, axis=0) * norm_r)
-    vc_l, vc_r = (_value(p.circular_velocity(q)) for p in (learned, reference))
-    m_l, m_r = (_value(p.mass_enclosed(q)) for p in (learned, reference))
+    vc_l, vc_r = (strip_units(p.circular_velocity(q)) for p in (learned, reference))
+    m_l, m_r = (strip_units(p.mass_enclosed(q)) for p in (learned, reference))
     return {
         "phi": np.abs(phi_l - phi_r - offset) / np.abs(phi_r),
         "acc": np.linalg.norm(a_l - a_r, axis=0) / norm_r,
@@ -127,7 +140,7 @@ def _pointwise_errors(learned, reference, q) -> dict[str, np.ndarray]:
 
 def _radial_bias(a_l, a_r, q, reference) -> np.ndarray:
     """:math:`a_{r,l}/a_{r,r} - 1`, radial from the reference's origin."""
-    pos = _value(q) - _origin(reference, reference.units["length"])[:, None]
+    pos = strip_units(q) - _origin(reference, reference.units["length"])[:, None]
     rhat = pos / np.linalg.norm(pos, axis=0)
     return np.sum(a_l * rhat, axis=0) / np.sum(a_r * rhat, axis=0) - 1
 
@@ -140,10 +153,6 @@ def _row(errors: dict[str, np.ndarray], sel: np.ndarray, lo: float, hi: float):
         float(np.quantile(errors["acc"][sel], 0.9)) if sel.any() else np.nan
     )
     return row
-
-
-def _value(x) -> np.ndarray:
-    return np.asarray(getattr(x, "value", x), dtype=float)
 
 
 def _in_length(x, length: u.UnitBase) -> np.ndarray:
@@ -249,11 +258,13 @@ def compare_orbits(
     }.items():
         table[f"{name}_learned"] = o_l
         table[f"{name}_reference"] = o_r
-        table[f"{name}_rel_diff"] = np.abs(_value(o_l) / _value(o_r) - 1)
-    energy = _value(orbits[0].energy())
+        table[f"{name}_rel_diff"] = np.abs(strip_units(o_l) / strip_units(o_r) - 1)
+    energy = strip_units(orbits[0].energy())
     table["energy_drift"] = np.max(np.abs(energy / energy[0] - 1), axis=0)
-    sep = np.linalg.norm(_value(orbits[0].xyz) - _value(orbits[1].xyz), axis=0)
-    divergence = (sep / _value(table["apocenter_reference"])).T
+    sep = np.linalg.norm(
+        strip_units(orbits[0].xyz) - strip_units(orbits[1].xyz), axis=0
+    )
+    divergence = (sep / strip_units(table["apocenter_reference"])).T
     table["phase_divergence"] = divergence[:, -1]
     table["phase_divergence_t"] = divergence
     table.meta["t"] = orbits[1].t
@@ -262,13 +273,13 @@ def compare_orbits(
 
 def _radial_period(orbit) -> u.Quantity:
     """Mean time between successive pericentres of each orbit (NaN if < 2)."""
-    r = np.linalg.norm(_value(orbit.xyz), axis=0)
+    r = np.linalg.norm(strip_units(orbit.xyz), axis=0)
     t = orbit.t
     out = np.full(r.shape[1], np.nan)
     for k in range(r.shape[1]):
         minima = np.flatnonzero((r[1:-1, k] < r[:-2, k]) & (r[1:-1, k] <= r[2:, k]))
         if minima.size >= 2:
-            out[k] = np.mean(np.diff(_value(t)[minima + 1]))
+            out[k] = np.mean(np.diff(strip_units(t)[minima + 1]))
     return out * t.unit if isinstance(t, u.Quantity) else out
 
 
@@ -308,9 +319,9 @@ def plot_comparison(
     pos = _in_length(positions, length)
     q = _with_length(pos, length)
     # Only the radial force bias is plotted: no need for every error.
-    a_l, a_r = (-_value(p.gradient(q)) for p in (learned, reference))
+    a_l, a_r = (-strip_units(p.gradient(q)) for p in (learned, reference))
     bias = _radial_bias(a_l, a_r, q, reference)
-    phi_l, phi_r = (_value(p.energy(q)) for p in (learned, reference))
+    phi_l, phi_r = (strip_units(p.energy(q)) for p in (learned, reference))
     phi_l = phi_l - np.median(phi_l - phi_r)
     r = np.linalg.norm(pos, axis=0)
     if extent is None:
@@ -336,7 +347,7 @@ def plot_comparison(
         (("Φ", lambda p: p.energy(plane)), ("log10 ρ", lambda p: p.density(plane))),
         strict=True,
     ):
-        vals = [_value(fn(p)).reshape(gx.shape) for p in (learned, reference)]
+        vals = [strip_units(fn(p)).reshape(gx.shape) for p in (learned, reference)]
         if name != "Φ":
             # Negative learned density is left blank rather than clipped.
             vals = [np.log10(np.where(val > 0, val, np.nan)) for val in vals]
@@ -461,7 +472,7 @@ def plot_distribution_function(
     r_edges = np.linspace(0.0, r_max, n_grid + 1)
     v_edges = np.linspace(0.0, v_max, n_grid + 1)
     rng = np.random.default_rng(seed)
-    directions = [_random_directions(n_directions, rng) for _ in range(2)]
+    directions = [random_directions(n_directions, rng) for _ in range(2)]
     p_truth, p_model = (
         _rv_density(s, r_edges, v_edges, directions) for s in (truth, model)
     )
@@ -492,9 +503,9 @@ def _as_sample(source: Any) -> tuple[np.ndarray, np.ndarray] | None:
     if hasattr(source, "log_prob") or hasattr(source, "log_f"):
         return None
     if isinstance(source, tuple) and len(source) == 2:
-        x, v = (np.asarray(_value(a), dtype=float) for a in source)
+        x, v = (strip_units(a) for a in source)
     else:
-        w = np.asarray(_value(source), dtype=float)
+        w = strip_units(source)
         if w.ndim != 2 or w.shape[1] != 6:
             raise ValueError(
                 "a sample must be a pair (x, v) of (N, 3) arrays or one (N, 6) "
@@ -510,12 +521,6 @@ def _log_density(model: Any, x: np.ndarray, v: np.ndarray) -> np.ndarray:
     if hasattr(out, "detach"):
         out = out.detach().cpu().double().numpy()
     return np.asarray(out, dtype=float)
-
-
-def _random_directions(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Isotropic unit vectors, shape (n, 3)."""
-    d = rng.normal(size=(n, 3))
-    return d / np.linalg.norm(d, axis=1, keepdims=True)
 
 
 def _centres(edges: np.ndarray) -> np.ndarray:
@@ -585,7 +590,7 @@ def plot_orbits(learned: Orbit, reference: Orbit, *, max_orbits: int = 3) -> Fig
             f"the orbits differ in shape: {xyz[0].shape} and {xyz[1].shape}; "
             "integrate the same initial conditions for the same times"
         )
-    t = _value(reference.t)
+    t = strip_units(reference.t)
     n = xyz[0].shape[2]
     length = getattr(reference.xyz, "unit", None)
     time = getattr(reference.t, "unit", None)
@@ -613,7 +618,7 @@ def plot_orbits(learned: Orbit, reference: Orbit, *, max_orbits: int = 3) -> Fig
 
 def _orbit_array(xyz) -> np.ndarray:
     """Orbit positions as (3, n_times, n_orbits), for one orbit or many."""
-    values = _value(xyz)
+    values = strip_units(xyz)
     return values[..., None] if values.ndim == 2 else values
 
 
@@ -685,7 +690,7 @@ def plot_error_profiles(
     ax = np.atleast_1d(fig.subplots(1, len(quantities)))
     for a, name in zip(ax, quantities, strict=True):
         for label, table in tables.items():
-            r_lo, r_hi = (_value(table[c]) for c in ("r_min", "r_max"))
+            r_lo, r_hi = (strip_units(table[c]) for c in ("r_min", "r_max"))
             r = np.where(r_lo > 0, np.sqrt(r_lo * r_hi), 0.5 * r_hi)
             (line,) = a.plot(r, table[name], "o-", ms=3, label=label or None)
             if name == "acc":
@@ -698,4 +703,38 @@ def plot_error_profiles(
         a.set(xscale="log", xlabel=_unit_label("r", unit), ylabel=ERROR_LABELS[name])
     if len(tables) > 1:
         ax[0].legend(fontsize=8)
+    return fig
+
+
+def plot_training(
+    df_history: Mapping[str, Any], phi_history: Mapping[str, Any]
+) -> Figure:
+    """The training curves of the flows (per member) and of the Φ fit.
+
+    Parameters
+    ----------
+    df_history, phi_history : dict
+        :attr:`FlowEnsemble.history <gala_deeppotential.FlowEnsemble.history>`
+        and :attr:`PotentialFit.history <gala_deeppotential.PotentialFit.history>`.
+
+    Returns
+    -------
+    fig : :class:`matplotlib.figure.Figure`
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.5), layout="constrained")
+    ax_df, ax_phi = fig.subplots(1, 2)
+    epochs = df_history["epoch"]
+    for key, style in (("train_loss", "--"), ("val_loss", "-")):
+        curves = np.asarray(df_history[key])
+        for k in range(curves.shape[1]):
+            label = key.replace("_", " ") if k == 0 else None
+            ax_df.plot(epochs, curves[:, k], style, color=f"C{k}", label=label)
+    ax_df.set(xlabel="epoch", ylabel=r"$-\langle \ln f \rangle$", title="flows")
+    ax_df.legend()
+    for key, style in (("train_loss", "--"), ("val_loss", "-")):
+        ax_phi.plot(phi_history["step"], phi_history[key], style, label=key)
+    ax_phi.set(xlabel="step", ylabel="loss (Eq. 3)", title=r"$\Phi_\theta$")
+    ax_phi.legend()
     return fig

@@ -3,7 +3,7 @@
 An ensemble of flows is embarrassingly parallel: each rank trains a
 contiguous share of the members, and the members are then gathered into
 one ensemble. Because a member's training depends only on the data, the
-seed and its global index (see :meth:`~gala_deeppotential.FlowEnsemble.fit`),
+seed and its global index (see :func:`~gala_deeppotential.training.train_flows`),
 the gathered ensemble equals the one a single process fits with the same
 seed. Run it as::
 
@@ -20,15 +20,20 @@ CPU. See ``docs/scaling.md`` for multi-GPU nodes and SLURM.
 
 from __future__ import annotations
 
-__all__ = ["fit_distribution_function", "main", "member_range", "process_group"]
+__all__ = [
+    "broadcast_potential_fit",
+    "fit_distribution_function",
+    "main",
+    "member_range",
+    "process_group",
+]
 
 import argparse
 import contextlib
-import inspect
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +41,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .df import DEFAULT_N_FLOWS, Flow, FlowEnsemble
-from .flows import FACTORIZATIONS
+from .df import Flow, FlowEnsemble
+from .nn import PotentialNet
+from .options import add_option_arguments, parsed_options, resolve_options
+from .potential import PotentialFit
 from .runtime import resolve_device
+from .training import DFOptions, train_flows
 
 
 def member_range(n_flows: int, rank: int, world_size: int) -> range:
@@ -77,12 +85,14 @@ def member_range(n_flows: int, rank: int, world_size: int) -> range:
 
 def fit_distribution_function(
     data: np.ndarray | torch.Tensor,
-    n_flows: int = DEFAULT_N_FLOWS,
+    options: DFOptions | Mapping[str, Any] | None = None,
     *,
+    seed: int = 0,
     device: str | torch.device | None = None,
-    checkpoint_dir: str | os.PathLike | None = None,
+    threads: int | None = None,
     progress: bool = False,
-    **options: Any,
+    checkpoint_dir: str | os.PathLike | None = None,
+    **overrides: Any,
 ) -> FlowEnsemble:
     """Fit a :class:`~gala_deeppotential.FlowEnsemble` with its members over ranks.
 
@@ -98,24 +108,23 @@ def fit_distribution_function(
     ----------
     data : array or :class:`torch.Tensor`, shape (N, 6)
         Positions then velocities, the same on every rank.
-    n_flows : int
-        Ensemble size K, at least the number of ranks.
+    options : :class:`~gala_deeppotential.training.DFOptions` or dict, optional
+        The architecture and training, as for
+        :func:`gala_deeppotential.fit_distribution_function`; ``n_flows`` must
+        be at least the number of ranks.
+    seed, threads
+        As for :func:`~gala_deeppotential.training.train_flows`.
     device : str or :class:`torch.device`, optional
         By default ``cuda:LOCAL_RANK`` where CUDA is available, else the CPU;
         ``"cuda"`` also means ``cuda:LOCAL_RANK``.
+    progress : bool
+        Show a progress bar on rank 0.
     checkpoint_dir : str or path-like, optional
         Each rank checkpoints its share in ``members-A-B/`` there (members A
         to B - 1), so rerunning the same command with the same number of
         ranks resumes.
-    progress : bool
-        Show a progress bar on rank 0.
-    **options
-        As for :func:`gala_deeppotential.fit_distribution_function`: the
-        architecture of :class:`~gala_deeppotential.FlowEnsemble`
-        (``n_steps``, ``hidden_features``, ...) and the keywords of
-        :meth:`~gala_deeppotential.FlowEnsemble.fit` (``epochs``, ``seed``,
-        ``threads``, ...), except ``first_member`` and ``process_group``,
-        which this function sets.
+    **overrides
+        Fields of :class:`~gala_deeppotential.training.DFOptions`.
 
     Returns
     -------
@@ -125,28 +134,45 @@ def fit_distribution_function(
         :func:`~gala_deeppotential.fit_distribution_function` (bit for bit on
         the CPU; see ``tests/test_distributed.py``).
     """
-    clash = sorted({"first_member", "process_group"} & set(options))
-    if clash:
-        raise ValueError(f"fit_distribution_function sets {clash} itself")
-    architecture = inspect.signature(FlowEnsemble).parameters
-    model_options = {k: v for k, v in options.items() if k in architecture}
-    fit_options = {k: v for k, v in options.items() if k not in architecture}
+    options = resolve_options(DFOptions, options, **overrides)
     with process_group(device) as device:
         rank, world_size = dist.get_rank(), dist.get_world_size()
-        members = member_range(n_flows, rank, world_size)
+        members = member_range(options.n_flows, rank, world_size)
         shard_dir = None
         if checkpoint_dir is not None:
             shard_dir = Path(checkpoint_dir) / f"members-{members.start}-{members.stop}"
-        shard = FlowEnsemble(len(members), **model_options, device=device)
-        shard.fit(
+        shard = FlowEnsemble(options, n_flows=len(members), device=device)
+        train_flows(
+            shard,
             data,
+            options,
+            seed=seed,
             first_member=members.start,
-            process_group=dist.group.WORLD,
-            checkpoint_dir=shard_dir,
+            threads=threads,
             progress=progress and rank == 0,
-            **fit_options,
+            checkpoint_dir=shard_dir,
+            process_group=dist.group.WORLD,
         )
         return FlowEnsemble.concatenate(_gather_shards(shard))
+
+
+def broadcast_potential_fit(fit: PotentialFit | None) -> PotentialFit:
+    """Rank 0's Φ fit on every rank (the others pass None and wait for it).
+
+    The fit travels as its tensors and plain metadata; the other ranks wait
+    in the broadcast, for at most the process group's timeout (30 minutes by
+    default).
+    """
+    payload = [None]
+    if dist.get_rank() == 0:
+        tensors, net_config = fit.net.to_state()
+        record = {k: v for k, v in vars(fit).items() if k != "net"}
+        payload = [({k: t.cpu() for k, t in tensors.items()}, net_config, record)]
+    dist.broadcast_object_list(payload, src=0)
+    tensors, net_config, record = payload[0]
+    return PotentialFit(
+        net=PotentialNet.from_state(tensors, net_config).eval(), **record
+    )
 
 
 @contextlib.contextmanager
@@ -189,7 +215,7 @@ def process_group(
 
 def _gather_shards(shard: FlowEnsemble) -> list[FlowEnsemble]:
     """Every rank's fitted shard, in rank order, rebuilt on this rank."""
-    flow, scaler = shard._require_fitted()
+    flow, scaler = shard.flow, shard.standardizer
     keys = sorted(flow.member_keys())
     state = flow.state_dict()
     # One (members, P) float32 block per rank, padded to the largest share:
@@ -211,7 +237,7 @@ def _gather_shards(shard: FlowEnsemble) -> list[FlowEnsemble]:
     dist.all_gather(blocks, padded)
     shards = []
     for meta, block in zip(metas, blocks, strict=True):
-        part = FlowEnsemble(**{**shard.config, "n_flows": meta["n_flows"]})
+        part = FlowEnsemble(shard.options, n_flows=meta["n_flows"])
         part.device = shard.device
         part.flow = _unpack(flow, block[: meta["n_flows"]], keys)
         part.standardizer = type(scaler).from_dict(meta["standardizer"])
@@ -249,51 +275,25 @@ def main(argv: list[str] | None = None) -> None:
         "data", help=".npy file of an (N, 6) array: positions then velocities"
     )
     parser.add_argument("--output", required=True, help="model file to write")
-    parser.add_argument("--n-flows", type=int, default=DEFAULT_N_FLOWS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="default: cuda if any, else cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--checkpoint-dir", default=None)
     parser.add_argument("--progress", action="store_true")
-    for name, kind in (
-        ("epochs", int),
-        ("batch-size", int),
-        ("lr", float),
-        ("patience", int),
-        ("time-limit", float),
-    ):
-        parser.add_argument(f"--{name}", type=kind, default=None, help="fit() default")
-    for name in ("n-steps", "n-bins", "hidden-features", "n-hidden-layers"):
-        parser.add_argument(f"--{name}", type=int, default=None, help="model default")
-    parser.add_argument(
-        "--factorization",
-        choices=sorted(FACTORIZATIONS),
-        default=None,
-        help="model default",
-    )
+    add_option_arguments(parser.add_argument_group("DF options"), DFOptions)
     args = parser.parse_args(argv)
 
     data = np.load(args.data, allow_pickle=False)
-    options = {
-        key: getattr(args, key)
-        for key in (
-            *("epochs", "batch_size", "lr", "patience", "time_limit"),
-            *("n_steps", "n_bins", "hidden_features", "n_hidden_layers"),
-            "factorization",
-        )
-        if getattr(args, key) is not None
-    }
     rank = int(os.environ.get("RANK", 0))
     start = time.perf_counter()
     df = fit_distribution_function(
         data,
-        args.n_flows,
+        parsed_options(args, DFOptions),
         device=args.device,
         checkpoint_dir=args.checkpoint_dir,
         progress=args.progress,
         seed=args.seed,
         threads=args.threads,
-        **options,
     )
     if rank == 0:
         path = df.save(args.output)

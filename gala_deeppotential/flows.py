@@ -340,9 +340,9 @@ class _MemberStack(nn.Module):
 class BatchedFlow(_MemberStack):
     r"""K independent normalizing flows over D dimensions, as one module.
 
-    Each member is the flow of Green & Ting (2020): ``n_steps`` steps of a
-    per-axis rescaling, an invertible 1×1 linear map (LU-parametrised) and a
-    rational-quadratic spline coupling transform (Durkan et al. 2019) with
+    Each member is the flow of Green & Ting (2020): ``n_transforms`` blocks of
+    a per-axis rescaling, an invertible 1×1 linear map (LU-parametrised) and
+    a rational-quadratic spline coupling transform (Durkan et al. 2019) with
     linear tails outside :math:`\pm` ``tail_bound``, then a standard normal
     base. Every parameter carries a leading member axis K, so all members
     train and evaluate in one batched pass:
@@ -364,8 +364,8 @@ class BatchedFlow(_MemberStack):
         Dimension D of the data.
     n_members : int
         Number of independent flows K.
-    n_steps : int
-        Flow steps per member.
+    n_transforms : int
+        Blocks (rescale, LU linear, spline coupling) per member.
     n_bins : int
         Spline bins per transformed coordinate.
     hidden_features, n_hidden_layers : int
@@ -396,7 +396,7 @@ class BatchedFlow(_MemberStack):
         self,
         dim: int,
         n_members: int,
-        n_steps: int,
+        n_transforms: int,
         n_bins: int,
         hidden_features: int,
         n_hidden_layers: int,
@@ -413,7 +413,7 @@ class BatchedFlow(_MemberStack):
         self.config = {
             "dim": int(dim),
             "n_members": int(n_members),
-            "n_steps": int(n_steps),
+            "n_transforms": int(n_transforms),
             "n_bins": int(n_bins),
             "hidden_features": int(hidden_features),
             "n_hidden_layers": int(n_hidden_layers),
@@ -442,7 +442,7 @@ class BatchedFlow(_MemberStack):
             _ContextAffine(conditioner(0, 2 * dim), dim) if context_dim else None
         )
         steps = []
-        for i in range(n_steps):
+        for i in range(n_transforms):
             coupling = _SplineCoupling(
                 mask=create_alternating_binary_mask(dim, even=i % 2 == 0),
                 transform_net_create_fn=conditioner,
@@ -546,7 +546,7 @@ class FactorizedFlow(_MemberStack):
         Dimension D of the data, even: positions, then as many velocities.
     **options
         The other parameters of :class:`BatchedFlow` (``n_members``,
-        ``n_steps``, ...), shared by the two flows.
+        ``n_transforms``, ...), shared by the two flows.
     """
 
     def __init__(self, dim: int, **options: Any) -> None:
@@ -592,7 +592,7 @@ def build_flow(
     dim: int = 6,
     *,
     n_members: int = 1,
-    n_steps: int = 4,
+    n_transforms: int = 4,
     n_bins: int = 8,
     hidden_features: int = 64,
     n_hidden_layers: int = 2,
@@ -610,9 +610,9 @@ def build_flow(
         Dimension D of the data (6 for phase space).
     n_members : int
         Number of independent flows K.
-    n_steps : int
-        Steps per flow (rescale, LU linear, spline coupling); 4 as in Green &
-        Ting (2020).
+    n_transforms : int
+        Blocks per flow (rescale, LU linear, spline coupling); 4 as in Green
+        & Ting (2020).
     n_bins : int
         Spline bins per transformed coordinate.
     hidden_features, n_hidden_layers : int
@@ -646,7 +646,7 @@ def build_flow(
     return flow_class(factorization)(
         dim=dim,
         n_members=n_members,
-        n_steps=n_steps,
+        n_transforms=n_transforms,
         n_bins=n_bins,
         hidden_features=hidden_features,
         n_hidden_layers=n_hidden_layers,

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-__all__ = ["AsphericityWarning", "DeepPotential", "ExtrapolationWarning"]
+__all__ = ["DeepPotential", "ExtrapolationWarning"]
 
 import copy
-import hashlib
-import json
 import os
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
 import astropy.units as u
+import gala.potential
+import gala.potential.potential
 import numpy as np
 import torch
 import yaml
-from gala.potential import PotentialBase, SCFPotential, SphericalSplinePotential
+from gala.potential import PotentialBase
 from gala.potential.common import PotentialParameter
 from gala.potential.potential.io import to_dict
-from gala.potential.scf import compute_coeffs_discrete
 from gala.units import DimensionlessUnitSystem, UnitSystem
 
 from . import io
-from .nn import PotentialNet, sphere_directions
+from .nn import PotentialNet
 from .runtime import torch_threads
 
 #: Model-file kind written by :meth:`DeepPotential.save`.
@@ -36,38 +36,24 @@ EXTRAPOLATION_FACTOR = 2.0
 # (N, n_hidden, 3): this bounds their memory to a few tens of MB.
 _CHUNK = 8192
 
+# The networks of the live potentials, by checksum. gala rebuilds a potential
+# from its parameters alone, ``cls(units=pot.units, **pot.parameters)``, and
+# the checksum parameter names a network exactly, so it finds it here.
+_NETWORKS: weakref.WeakValueDictionary[str, PotentialNet] = (
+    weakref.WeakValueDictionary()
+)
+
 
 class ExtrapolationWarning(UserWarning):
     """The potential was evaluated far outside the region that held the data."""
 
 
-class AsphericityWarning(UserWarning):
-    """A spherical export was made of a potential that is measurably aspherical."""
-
-
 def _checksum(net: PotentialNet) -> str:
-    """SHA-256 of the network's configuration and exact weights."""
-    tensors, config = net.to_state()
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        digest.update(t.numpy().tobytes())
-    return digest.hexdigest()
+    return io.state_checksum(*net.to_state())
 
 
 def _is_dimensionless(units: UnitSystem) -> bool:
     return isinstance(units, DimensionlessUnitSystem)
-
-
-def _units_to_json(units: UnitSystem) -> list[str] | None:
-    if _is_dimensionless(units):
-        return None
-    return [str(unit) for unit in units.to_dict().values()]
-
-
-def _quantity_to_json(q: u.Quantity) -> list:
-    return [float(q.value), str(q.unit)]
 
 
 class DeepPotential(PotentialBase):
@@ -81,6 +67,10 @@ class DeepPotential(PotentialBase):
     with other potentials, pickles, and saves to gala's YAML plus a model
     file. ``origin`` and ``R`` place the network's frame in space as for
     gala's C potentials: the network sees :math:`R\,(\vec{q} - \vec{q}_0)`.
+    Importing :mod:`gala_deeppotential` makes the class known to
+    ``gala.potential.load``, so a saved potential reads back like any
+    other. The exports to C-speed gala potentials are in
+    :mod:`gala_deeppotential.export`.
 
     The network works in plain floats of its own unit system, given by
     ``net_length`` and ``net_energy``; these default to the units of the
@@ -90,7 +80,10 @@ class DeepPotential(PotentialBase):
     ----------
     net : :class:`~gala_deeppotential.nn.PotentialNet`, optional
         The trained network. A copy is kept; the original may change
-        afterwards without effect. Omit it to read ``model_file``.
+        afterwards without effect. Omit it to read ``model_file``, or to
+        rebuild a potential from the parameters of a live one, as gala does
+        (``type(pot)(units=pot.units, **pot.parameters)``): the ``checksum``
+        then names the network.
     net_length : :class:`~astropy.units.Quantity`, numeric [length], optional
         The network's unit of length: ``x_net = x / net_length``.
     net_energy : :class:`~astropy.units.Quantity`, numeric [specific energy], optional
@@ -157,23 +150,8 @@ class DeepPotential(PotentialBase):
         dtype: str | torch.dtype = "float64",
         **kwargs,
     ) -> None:
-        if net is None:
-            if model_file is None:
-                raise TypeError(
-                    "DeepPotential needs a network: pass net=PotentialNet(...), "
-                    "or read one with DeepPotential.from_file(path)"
-                )
-            net = _read_model(model_file)[0]
-        net = copy.deepcopy(net).cpu().eval().requires_grad_(False)
-        checksum = _checksum(net)
-        given = str(kwargs.get("checksum", "") or "")
-        if given and given != checksum:
-            raise ValueError(
-                "the network does not match the checksum it was saved with: "
-                f"{checksum[:12]}... != {given[:12]}...; was the model file "
-                f"{model_file} replaced after the YAML was written?"
-            )
-        kwargs["checksum"] = checksum
+        net = _network(net, model_file, str(kwargs.get("checksum", "") or ""))
+        kwargs["checksum"] = _checksum(net)
         units = self._validate_units(units)
         if _is_dimensionless(units):
             kwargs.setdefault("net_length", 1.0)
@@ -201,11 +179,11 @@ class DeepPotential(PotentialBase):
     def from_fit(
         cls, fit: Any, units: UnitSystem | None = None, **kwargs
     ) -> DeepPotential:
-        """Wrap the result of :func:`~gala_deeppotential.fit.fit_potential`.
+        """Wrap the result of :func:`~gala_deeppotential.fit_potential`.
 
         Parameters
         ----------
-        fit : :class:`~gala_deeppotential.fit.PotentialFit`
+        fit : :class:`~gala_deeppotential.PotentialFit`
             Its ``.net`` and ``.data_radius`` (in the network's length unit)
             are used.
         units : :class:`~gala.units.UnitSystem`, optional
@@ -242,10 +220,10 @@ class DeepPotential(PotentialBase):
         pot : :class:`DeepPotential`
             With the unit system, scales, origin and rotation it was saved with.
         """
-        net, meta = _read_model(model_path)
+        net, meta = _read_network(model_path)
         units = meta["units"]
         spec = {
-            "units": None if units is None else UnitSystem(*map(u.Unit, units)),
+            "units": io.units_from_json(units),
             "origin": np.array(meta["origin"]),
             "R": None if meta["R"] is None else np.array(meta["R"]),
             "model_file": str(model_path),
@@ -272,11 +250,11 @@ class DeepPotential(PotentialBase):
         metadata = {
             "net_config": config,
             "checksum": self.parameters["checksum"],
-            "units": _units_to_json(self.units),
+            "units": io.units_to_json(self.units),
             "origin": np.asarray(self.origin, dtype=float).tolist(),
             "R": None if self.R is None else np.asarray(self.R, float).tolist(),
             **{
-                name: _quantity_to_json(self.parameters[name])
+                name: io.quantity_to_json(self.parameters[name])
                 for name in ("net_length", "net_energy", "data_radius")
             },
         }
@@ -287,8 +265,9 @@ class DeepPotential(PotentialBase):
     ) -> None:
         """Write gala's YAML description plus the model file it refers to.
 
-        Read it back with ``gala.potential.load(f, module=gala_deeppotential)``.
-        Unlike gala's own YAML, ``origin`` and ``R`` are kept.
+        Read it back with ``gala.potential.load(f)`` (after
+        ``import gala_deeppotential``). Unlike gala's own YAML, ``origin`` and
+        ``R`` are kept.
 
         Parameters
         ----------
@@ -346,8 +325,8 @@ class DeepPotential(PotentialBase):
 
     def __setstate__(self, state: dict) -> None:
         tensors, config = state["_net"]
-        state["_net"] = PotentialNet.from_state(tensors, config).eval()
-        state["_net"].requires_grad_(False)
+        net = PotentialNet.from_state(tensors, config).eval().requires_grad_(False)
+        state["_net"] = _NETWORKS.setdefault(_checksum(net), net)
         self.__dict__.update(state)
 
     @property
@@ -393,18 +372,27 @@ class DeepPotential(PotentialBase):
     def _input(self, x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(x / self._scales()[0]).to(self.dtype)
 
-    def _local_energy(self, x: np.ndarray) -> np.ndarray:
+    def network_energy(self, x: np.ndarray) -> np.ndarray:
+        """Φ at positions ``(N, 3)`` in the network's frame, in the potential's units.
+
+        The frame is centred on ``origin`` and rotated by ``R``; the values
+        are plain numbers [specific energy]. Like :meth:`network_gradient`
+        and :meth:`network_laplacian`, it is what the exports of
+        :mod:`gala_deeppotential.export` tabulate.
+        """
         with torch.no_grad(), torch_threads(self.n_threads):
             phi = self._cache()(self._input(x))
         return phi.numpy().astype(np.float64) * self._scales()[1]
 
-    def _local_gradient(self, x: np.ndarray) -> np.ndarray:
+    def network_gradient(self, x: np.ndarray) -> np.ndarray:
+        """∇Φ ``(N, 3)`` at positions ``(N, 3)`` in the network's frame."""
         with torch.no_grad(), torch_threads(self.n_threads):
             grad = self._cache().value_and_grad(self._input(x))[1]
         length, energy = self._scales()
         return grad.numpy().astype(np.float64) * (energy / length)
 
-    def _local_laplacian(self, x: np.ndarray) -> np.ndarray:
+    def network_laplacian(self, x: np.ndarray) -> np.ndarray:
+        """∇²Φ ``(N,)`` at positions ``(N, 3)`` in the network's frame [1/time²]."""
         net = self._cache()
         with torch_threads(self.n_threads):
             lap = [
@@ -416,17 +404,17 @@ class DeepPotential(PotentialBase):
         return lap.astype(np.float64) * (energy / length**2)
 
     def _energy(self, q: np.ndarray, t=0.0) -> np.ndarray:
-        return self._local_energy(self._to_local(q))
+        return self.network_energy(self._to_local(q))
 
     def _gradient(self, q: np.ndarray, t=0.0) -> np.ndarray:
         # gala hands the gradient positions shaped (3, N) and wants (3, N) back.
-        grad = self._local_gradient(self._to_local(q.T))
+        grad = self.network_gradient(self._to_local(q.T))
         if self.R is not None:
             grad = grad @ self.R
         return np.ascontiguousarray(grad.T)
 
     def _density(self, q: np.ndarray, t=0.0) -> np.ndarray:
-        return self._local_laplacian(self._to_local(q)) / (4 * np.pi * self.G)
+        return self.network_laplacian(self._to_local(q)) / (4 * np.pi * self.G)
 
     def _hessian(self, q: np.ndarray, t=0.0) -> np.ndarray:
         net = self._cache()
@@ -457,268 +445,68 @@ class DeepPotential(PotentialBase):
         )
 
     # ------------------------------------------------------------------
-    # C-speed exports
-
-    def _export_radius(self, r_max) -> float:
-        if r_max is not None:
-            return float(self._remove_units(r_max))
-        radius = float(self.parameters["data_radius"].value)
-        if not np.isfinite(radius):
-            raise ValueError(
-                "this potential has no data_radius; pass r_max, the radius out "
-                "to which the export should follow the network"
-            )
-        return radius
-
-    def _with_units(self, value, physical_type: str):
-        if _is_dimensionless(self.units):
-            return value
-        return value * self.units[physical_type]
+    # C-speed exports (gala_deeppotential.export)
 
     def asphericity(
         self, r_max=None, n_radii: int = 64, n_directions: int = 256
     ) -> float:
-        r"""How far the forces are from spherical, as a fraction.
+        """How far the forces are from spherical; see :func:`.export.asphericity`."""
+        from .export import asphericity
 
-        .. math::
+        return asphericity(self, r_max, n_radii=n_radii, n_directions=n_directions)
 
-            \epsilon = \left[\frac{\sum_{r}\langle|\nabla\Phi
-            - \bar{g}(r)\hat{r}|^2\rangle}{\sum_{r}\bar{g}(r)^2}\right]^{1/2},
-            \qquad \bar{g}(r) = \langle\nabla\Phi\cdot\hat{r}\rangle,
+    def to_spherical_spline(self, r_max=None, **options):
+        """A C-speed spherical spline; see :func:`.export.to_spherical_spline`."""
+        from .export import to_spherical_spline
 
-        with averages over directions, on radii log-spaced out to ``r_max``
-        about ``origin``. It is the relative RMS force error of the spherical
-        export, :meth:`to_spherical_spline`.
+        return to_spherical_spline(self, r_max, **options)
 
-        Parameters
-        ----------
-        r_max : :class:`~astropy.units.Quantity`, numeric [length], optional
-            Outer radius; default ``data_radius``.
-        n_radii, n_directions : int
-            Resolution of the average.
+    def to_scf(self, nmax: int, lmax: int, **options):
+        """A C-speed basis-function expansion; see :func:`.export.to_scf`."""
+        from .export import to_scf
 
-        Returns
-        -------
-        epsilon : float
-        """
-        r_max = self._export_radius(r_max)
-        radii = np.geomspace(r_max / 100, r_max, n_radii)
-        dirs = sphere_directions(n_directions)
-        grad = self._local_gradient((radii[:, None, None] * dirs).reshape(-1, 3))
-        grad = grad.reshape(n_radii, n_directions, 3)
-        g_r = np.einsum("kdi,di->k", grad, dirs) / n_directions
-        residual = grad - g_r[:, None, None] * dirs
-        return float(np.sqrt(np.mean(residual**2) * 3 / np.mean(g_r**2)))
+        return to_scf(self, nmax, lmax, **options)
 
-    def to_spherical_spline(
-        self,
-        r_max=None,
-        n_knots: int = 32,
-        r_min=None,
-        n_directions: int = 256,
-        interpolation_method: str = "cspline",
-        asphericity_tolerance: float = 0.01,
-        keep_gauge: bool = True,
-    ) -> SphericalSplinePotential:
-        r"""Export the angle-averaged potential as a C-speed spline.
 
-        Tabulates :math:`\bar\Phi(r)`, the average of :math:`\Phi_\theta`
-        over ``n_directions`` directions, at ``r = 0`` and ``n_knots - 1``
-        radii log-spaced from ``r_min`` to ``r_max``, for gala's
-        :class:`~gala.potential.SphericalSplinePotential`. Beyond ``r_max``
-        that potential continues as the Keplerian
-        :math:`\bar\Phi(r_{\max}) r_{\max}/r`, which is right when the
-        gauge has :math:`\Phi \to 0` at infinity, as the ``"kepler"`` gauge of
-        :func:`~gala_deeppotential.fit.fit_potential` does.
-
-        Parameters
-        ----------
-        r_max : :class:`~astropy.units.Quantity`, numeric [length], optional
-            Outer knot; default ``data_radius``.
-        n_knots : int
-            Number of knots, including ``r = 0``. On a trained Plummer network
-            32 knots measured as accurate as 64 and 128 (median force error
-            0.15% against the network) and evaluate fastest: orbits cost 2.1×
-            gala's C Plummer, against 3.2× and 3.9× (``docs/benchmarks.md``).
-        r_min : :class:`~astropy.units.Quantity`, numeric [length], optional
-            Innermost non-zero knot; default ``r_max / 1000``.
-        n_directions : int
-            Directions in the angular average (a Fibonacci lattice).
-        interpolation_method : str
-            GSL interpolation, as for
-            :class:`~gala.potential.SphericalSplinePotential`.
-        asphericity_tolerance : float
-            Warn with :class:`AsphericityWarning` when :meth:`asphericity`
-            exceeds this: the export then misses forces by about that
-            fraction.
-        keep_gauge : bool
-            Keep the network's additive constant, so that energies inside
-            ``r_max`` equal the network's. Otherwise shift the table so that
-            the Keplerian tail meets the network's radial force at ``r_max``
-            (forces continuous there, energies offset by a constant); use this
-            for a network in another gauge, e.g. :math:`\Phi(0) = 0`.
-
-        Raises
-        ------
-        ValueError
-            If ``keep_gauge`` and :math:`\bar\Phi(r_{\max}) \geq 0`, where
-            the tail would repel.
-
-        Returns
-        -------
-        pot : :class:`~gala.potential.SphericalSplinePotential`
-            Centred on ``origin``, in the same unit system.
-        """
-        r_max = self._export_radius(r_max)
-        r_min = r_max / 1000 if r_min is None else float(self._remove_units(r_min))
-        if not 0 < r_min < r_max:
-            raise ValueError(f"need 0 < r_min < r_max, got {r_min}, {r_max}")
-        epsilon = self.asphericity(r_max)
-        if epsilon > asphericity_tolerance:
-            warnings.warn(
-                f"the potential is aspherical: the spherical export misses the "
-                f"forces by {100 * epsilon:.2g}% (RMS) within r = {r_max:.4g}; "
-                "use to_scf(nmax, lmax) with lmax > 0",
-                AsphericityWarning,
-                stacklevel=2,
-            )
-        r_knots = np.concatenate([[0.0], np.geomspace(r_min, r_max, n_knots - 1)])
-        dirs = sphere_directions(n_directions)
-        phi = self._local_energy((r_knots[:, None, None] * dirs).reshape(-1, 3))
-        phi = phi.reshape(n_knots, n_directions).mean(axis=1)
-        if keep_gauge:
-            if phi[-1] >= 0:
-                raise ValueError(
-                    f"the angle-averaged potential at r_max is {phi[-1]:.4g} >= 0, "
-                    "so the Keplerian tail beyond r_max would repel; use the "
-                    "'kepler' gauge of fit_potential, or keep_gauge=False"
-                )
-            shift = 0.0
-        else:
-            g_out = self._local_gradient(r_max * dirs)
-            shift = -r_max * np.mean(np.sum(g_out * dirs, axis=1)) - phi[-1]
-        return SphericalSplinePotential(
-            r_knots=self._with_units(r_knots, "length"),
-            spline_values=self._with_units(phi + shift, "specific energy"),
-            spline_value_type="potential",
-            interpolation_method=interpolation_method,
-            units=self.units,
-            origin=self.origin.copy(),
+def _network(
+    net: PotentialNet | None, model_file: str | os.PathLike | None, checksum: str
+) -> PotentialNet:
+    """The network a potential wraps: given, read, or that of a live potential."""
+    if net is None and model_file is None:
+        if checksum in _NETWORKS:
+            return _NETWORKS[checksum]
+        raise TypeError(
+            "DeepPotential needs a network: pass net=PotentialNet(...) or "
+            "model_file=, or read one with DeepPotential.from_file(path) (a "
+            "checksum alone names only a network that a live DeepPotential holds)"
         )
-
-    def to_scf(
-        self,
-        nmax: int,
-        lmax: int,
-        r_s=None,
-        r_max=None,
-        n_radial: int = 128,
-        n_theta: int | None = None,
-        n_phi: int | None = None,
-        skip_odd: bool = False,
-        skip_even: bool = False,
-        skip_m: bool = False,
-    ) -> SCFPotential:
-        r"""Export a basis-function expansion of the density, at C speed.
-
-        The density :math:`\rho = \nabla^2\Phi_\theta / 4\pi G`, cut off at
-        ``r_max``, is tabulated once, vectorised, on a product quadrature
-        grid (Gauss–Legendre in :math:`\xi = (r - r_s)/(r + r_s)` and
-        :math:`\cos\theta`, uniform in :math:`\phi`). The quadrature
-        weights times the density are handed to gala's
-        :func:`~gala.potential.scf.compute_coeffs_discrete` as point masses,
-        which turns its sum into the Hernquist & Ostriker (1992) coefficient
-        integrals. Energies follow the expansion's own gauge,
-        :math:`\Phi \to 0` at infinity.
-
-        Parameters
-        ----------
-        nmax, lmax : int
-            Radial and angular orders of the expansion.
-        r_s : :class:`~astropy.units.Quantity`, numeric [length], optional
-            Scale radius of the basis; default :math:`r_{1/2}/(1 + \sqrt2)`,
-            the Hernquist scale with the network's half-mass radius.
-        r_max : :class:`~astropy.units.Quantity`, numeric [length], optional
-            Where the density is cut off; default ``data_radius``.
-        n_radial : int
-            Radial quadrature nodes.
-        n_theta, n_phi : int, optional
-            Angular quadrature nodes; default ``max(2 lmax + 8, 24)`` each,
-            enough to average the network's small-scale angular structure
-            (8 nodes missed 7% of the mass of a trained Plummer network).
-        skip_odd, skip_even, skip_m : bool
-            Passed to :func:`~gala.potential.scf.compute_coeffs_discrete`.
-
-        Returns
-        -------
-        pot : :class:`~gala.potential.scf.SCFPotential`
-            With the same units, ``origin`` and ``R``.
-        """
-        r_max = self._export_radius(r_max)
-        if r_s is None:
-            r_s = self._half_mass_radius(r_max) / (1 + np.sqrt(2))
-        else:
-            r_s = float(self._remove_units(r_s))
-        n_theta = max(2 * lmax + 8, 24) if n_theta is None else n_theta
-        n_phi = max(2 * lmax + 8, 24) if n_phi is None else n_phi
-
-        xi_max = (r_max - r_s) / (r_max + r_s)
-        nodes, weights = np.polynomial.legendre.leggauss(n_radial)
-        xi = -1 + (nodes + 1) * (xi_max + 1) / 2
-        r = r_s * (1 + xi) / (1 - xi)
-        # dV = r^2 dr dcos(theta) dphi, with dr/dxi = 2 r_s / (1 - xi)^2
-        w_r = weights * (xi_max + 1) / 2 * r**2 * 2 * r_s / (1 - xi) ** 2
-        cos_t, w_t = np.polynomial.legendre.leggauss(n_theta)
-        phi = 2 * np.pi * (np.arange(n_phi) + 0.5) / n_phi
-        sin_t = np.sqrt(1 - cos_t**2)
-        unit = np.stack(
-            [
-                sin_t[:, None] * np.cos(phi),
-                sin_t[:, None] * np.sin(phi),
-                np.broadcast_to(cos_t[:, None], (n_theta, n_phi)),
-            ],
-            axis=-1,
-        ).reshape(-1, 3)
-        xyz = (r[:, None, None] * unit).reshape(-1, 3)
-        w = (w_r[:, None] * np.repeat(w_t, n_phi) * (2 * np.pi / n_phi)).ravel()
-        mass = self._local_laplacian(xyz) / (4 * np.pi * self.G) * w
-        total = float(mass.sum())
-        if not total > 0:
-            raise ValueError(
-                f"the network's density integrates to {total:.3g} within r_max; "
-                "cannot build an SCF expansion"
-            )
-        snlm, tnlm = compute_coeffs_discrete(
-            xyz,
-            mass / total,
-            nmax=nmax,
-            lmax=lmax,
-            r_s=r_s,
-            skip_odd=skip_odd,
-            skip_even=skip_even,
-            skip_m=skip_m,
+    source = net if net is not None else _read_network(model_file)[0]
+    net = copy.deepcopy(source).cpu().eval().requires_grad_(False)
+    actual = _checksum(net)
+    if checksum and checksum != actual:
+        raise ValueError(
+            "the network does not match the checksum it was saved with: "
+            f"{actual[:12]}... != {checksum[:12]}...; was the model file "
+            f"{model_file} replaced after the YAML was written?"
         )
-        return SCFPotential(
-            m=self._with_units(total, "mass"),
-            r_s=self._with_units(r_s, "length"),
-            Snlm=snlm,
-            Tnlm=tnlm,
-            units=self.units,
-            origin=self.origin.copy(),
-            R=None if self.R is None else self.R.copy(),
-        )
-
-    def _half_mass_radius(self, r_max: float, n: int = 256) -> float:
-        """Radius holding half the network's mass within ``r_max``."""
-        edges = np.concatenate([[0.0], np.geomspace(r_max / 1e4, r_max, n)])
-        mid = 0.5 * (edges[1:] + edges[:-1])
-        dirs = sphere_directions(64)
-        lap = self._local_laplacian((mid[:, None, None] * dirs).reshape(-1, 3))
-        shell = lap.reshape(n, -1).mean(axis=1) * (edges[1:] ** 3 - edges[:-1] ** 3)
-        mass = np.cumsum(np.clip(shell, 0, None))
-        return float(np.interp(0.5 * mass[-1], mass, edges[1:]))
+    return _NETWORKS.setdefault(actual, net)
 
 
-def _read_model(path: str | os.PathLike) -> tuple[PotentialNet, dict]:
+def _read_network(path: str | os.PathLike) -> tuple[PotentialNet, dict]:
     tensors, meta = io.load(path, kind=MODEL_KIND)
     return PotentialNet.from_state(tensors, meta["net_config"]), meta
+
+
+def _register_with_gala() -> None:
+    """Make ``gala.potential.load`` find :class:`DeepPotential` by its name.
+
+    gala looks up the class a YAML file names in ``gala.potential`` (for
+    composite potentials) and in ``gala.potential.potential`` (for single
+    ones); a plugin's class is found there once it is registered.
+    """
+    for namespace in (gala.potential, gala.potential.potential):
+        if DeepPotential.__name__ not in vars(namespace):
+            setattr(namespace, DeepPotential.__name__, DeepPotential)
+
+
+_register_with_gala()

@@ -1,4 +1,4 @@
-"""One safe model-file format: tensors plus JSON-able metadata.
+"""Safe model files (tensors plus JSON-able metadata) and the records they hold.
 
 A model file is written with :func:`torch.save` and holds only a dict of
 tensors and a JSON string, so :func:`load` reads it with
@@ -7,15 +7,27 @@ tensors and a JSON string, so :func:`load` reads it with
 
 from __future__ import annotations
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "load", "save"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "load",
+    "quantity_to_json",
+    "save",
+    "state_checksum",
+    "units_from_json",
+    "units_to_json",
+]
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import astropy.units as u
 import torch
+from gala.units import DimensionlessUnitSystem, UnitSystem
 
 FORMAT = "gala-deeppotential"
 FORMAT_VERSION = 1
@@ -122,3 +134,33 @@ def load(
     if kind is not None and meta["kind"] != kind:
         raise ValueError(f"{path} holds a {meta['kind']!r} model, not a {kind!r}")
     return dict(payload["tensors"]), meta
+
+
+def state_checksum(
+    tensors: Mapping[str, torch.Tensor], config: Mapping[str, Any]
+) -> str:
+    """SHA-256 of a network's configuration and exact weights."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def units_to_json(units: UnitSystem) -> list[str] | None:
+    """A unit system as the strings of its base units; None if dimensionless."""
+    if isinstance(units, DimensionlessUnitSystem):
+        return None
+    return [str(unit) for unit in units.to_dict().values()]
+
+
+def units_from_json(names: list[str] | None) -> UnitSystem | None:
+    """The unit system :func:`units_to_json` recorded (None: dimensionless)."""
+    return None if names is None else UnitSystem(*map(u.Unit, names))
+
+
+def quantity_to_json(q: u.Quantity | float) -> list:
+    """A Quantity (or a plain number) as ``[value, unit string]``."""
+    q = u.Quantity(q)
+    return [float(q.value), str(q.unit)]

@@ -14,6 +14,9 @@ from gala.units import DimensionlessUnitSystem, UnitSystem
 from scipy.integrate import cumulative_trapezoid
 from scipy.optimize import brentq
 
+from .directions import random_directions
+from .phasespace import strip_units
+
 # Maximum over q in [0, 1] of q^2 (1 - q^2)^(7/2), at q^2 = 2/9: the envelope
 # of the speed rejection sampler.
 _SPEED_ENVELOPE = (2.0 / 9.0) * (7.0 / 9.0) ** 3.5
@@ -341,7 +344,7 @@ class EddingtonDF:
             self._check_spherical(tracer_density, r, "the tracer density")
             nu = self._on_axis(tracer_density, r)
         else:
-            nu = np.asarray(_value(tracer(r)), dtype=float)
+            nu = strip_units(tracer(r))
         self._tabulate(r, nu)
 
     # ------------------------------------------------------------ set-up
@@ -350,7 +353,7 @@ class EddingtonDF:
         """``method`` (a potential's energy, gradient, density) at (3, N) positions."""
         if not isinstance(self.units, DimensionlessUnitSystem):
             xyz = xyz * self.units["length"]
-        return np.asarray(_value(method(xyz)), dtype=float)
+        return strip_units(method(xyz))
 
     def _on_axis(self, method, r: np.ndarray, direction=(1.0, 0.0, 0.0)) -> np.ndarray:
         """``method`` at ``origin + r n̂``, for unit vector n̂ along ``direction``."""
@@ -570,8 +573,8 @@ class EddingtonDF:
         r = self._radius_at_mass(1.0 - rng.random(n))
         psi = self._phi_max - self._on_axis(self.potential.energy, r)
         speed = self._speed_fraction(psi, 1.0 - rng.random(n)) * np.sqrt(2 * psi)
-        x = self._origin + r[:, None] * _unit_vectors(n, rng)
-        return x, speed[:, None] * _unit_vectors(n, rng)
+        x = self._origin + r[:, None] * random_directions(n, rng)
+        return x, speed[:, None] * random_directions(n, rng)
 
     def to_phase_space_position(self, x: np.ndarray, v: np.ndarray):
         """Wrap (N, 3) arrays as a :class:`~gala.dynamics.PhaseSpacePosition`."""
@@ -723,26 +726,13 @@ def _sample_unit_plummer(n: int, rng: np.random.Generator):
         q[todo[:take]] = ok[:take]
         todo = todo[take:]
     speed = q * np.sqrt(2.0) * (1 + r**2) ** -0.25
-    return r[:, None] * _unit_vectors(n, rng), speed[:, None] * _unit_vectors(n, rng)
-
-
-def _unit_vectors(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Isotropic unit vectors, shape ``(n, 3)``."""
-    cos_theta = 2 * rng.random(n) - 1
-    sin_theta = np.sqrt(1 - cos_theta**2)
-    phi = 2 * np.pi * rng.random(n)
-    return np.stack(
-        [sin_theta * np.cos(phi), sin_theta * np.sin(phi), cos_theta], axis=1
-    )
+    directions = random_directions(n, rng)
+    return r[:, None] * directions, speed[:, None] * random_directions(n, rng)
 
 
 def _r2(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     return np.sum(x**2, axis=-1)
-
-
-def _value(x) -> np.ndarray:
-    return getattr(x, "value", x)
 
 
 def _G_in(units: UnitSystem) -> float:

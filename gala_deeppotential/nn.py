@@ -2,12 +2,11 @@ r"""The potential network :math:`\Phi_\theta(x)`: a smooth MLP with fast derivat
 
 from __future__ import annotations
 
-__all__ = ["ACTIVATIONS", "RADIAL_SOFTENING", "PotentialNet", "sphere_directions"]
+__all__ = ["ACTIVATIONS", "RADIAL_SOFTENING", "PotentialNet"]
 
 import itertools
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -248,18 +247,3 @@ class PotentialNet(nn.Module):
         net = cls(**config).to(tensors["phi_scale"].dtype)
         net.load_state_dict(tensors)
         return net
-
-
-def sphere_directions(n: int) -> np.ndarray:
-    r"""``n`` nearly uniform unit vectors (a Fibonacci lattice), shape ``(n, 3)``.
-
-    Deterministic, so angle averages of :math:`\Phi_\theta` over spheres (the
-    gauge, the spherical exports) are reproducible.
-    """
-    k = np.arange(n) + 0.5
-    cos_theta = 1 - 2 * k / n
-    sin_theta = np.sqrt(1 - cos_theta**2)
-    phi = np.pi * (1 + np.sqrt(5)) * k
-    return np.stack(
-        [sin_theta * np.cos(phi), sin_theta * np.sin(phi), cos_theta], axis=1
-    )

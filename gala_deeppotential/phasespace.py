@@ -1,23 +1,22 @@
-"""Phase-space input: catalogues to (N, 6) arrays, and the invertible Standardizer."""
+"""Phase-space input: stellar catalogues to Galactocentric Cartesian arrays."""
 
 from __future__ import annotations
 
 __all__ = [
     "DEFAULT_COLUMNS",
     "DEFAULT_GALCEN_FRAME",
-    "MIN_STARS",
     "CatalogueError",
     "PhaseSpaceData",
-    "Standardizer",
     "galcen_frame_from_dict",
     "galcen_frame_to_dict",
+    "strip_units",
     "to_phase_space",
 ]
 
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -25,7 +24,6 @@ from typing import Any
 
 import astropy.units as u
 import numpy as np
-import torch
 from astropy.coordinates import (
     ICRS,
     BaseCoordinateFrame,
@@ -39,216 +37,6 @@ from astropy.coordinates import (
 from astropy.table import Table
 from gala.dynamics import PhaseSpacePosition
 from gala.units import DimensionlessUnitSystem, UnitSystem, galactic
-
-
-class Standardizer:
-    r"""Invertible per-axis map from phase space to the flows' scaled coordinates.
-
-    Each axis :math:`y_i` of a phase-space point
-    :math:`y = (x, y, z, v_x, v_y, v_z)` maps to
-
-    .. math::
-
-        u_i = \begin{cases}
-            \operatorname{asinh}\!\big((y_i - c_i)/a_i\big) & i \in \text{asinh axes} \\
-            y_i & \text{otherwise,}
-        \end{cases}
-        \qquad
-        s_i = (u_i - \mu_i) / \sigma_i .
-
-    The asinh is linear within :math:`a_i` of the centre and logarithmic far
-    out, so the power-law tails of a stellar system (Plummer's density falls
-    as :math:`r^{-5}`, and 2^17 stars reach :math:`r \approx 700`) land within
-    a few units of the origin, where the flows' splines act. The densities
-    in the two coordinates differ by the Jacobian,
-
-    .. math::
-
-        \ln p_y(y) = \ln p_s(s)
-            + \sum_i \ln\left|\frac{\partial s_i}{\partial y_i}\right|,
-        \qquad
-        \frac{\partial s_i}{\partial y_i} = \begin{cases}
-            \big(\sigma_i \sqrt{a_i^2 + (y_i - c_i)^2}\big)^{-1} & \text{asinh axis} \\
-            \sigma_i^{-1} & \text{otherwise.}
-        \end{cases}
-
-    Parameters are stored in float64 and applied in the dtype of the input.
-    Build one from data with :meth:`fit`.
-
-    Parameters
-    ----------
-    shift, scale : sequence of float, length D
-        :math:`\mu_i` and :math:`\sigma_i > 0`, in the units of :math:`u_i`.
-    asinh_center, asinh_scale : sequence of float, length D
-        :math:`c_i` and :math:`a_i > 0` [units of :math:`y_i`]; ignored on
-        axes not in ``asinh_axes``.
-    asinh_axes : sequence of int
-        The axes that pass through the asinh.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> data = rng.standard_t(3, size=(1000, 6))
-    >>> scaler = Standardizer.fit(data)
-    >>> s = scaler.transform(torch.as_tensor(data))
-    >>> bool(torch.allclose(scaler.inverse(s), torch.as_tensor(data)))
-    True
-    """
-
-    def __init__(
-        self,
-        shift: Sequence[float],
-        scale: Sequence[float],
-        asinh_center: Sequence[float],
-        asinh_scale: Sequence[float],
-        asinh_axes: Sequence[int] = (),
-    ) -> None:
-        self.shift = torch.as_tensor(shift, dtype=torch.float64).flatten()
-        self.scale = torch.as_tensor(scale, dtype=torch.float64).flatten()
-        self.asinh_center = torch.as_tensor(asinh_center, dtype=torch.float64).flatten()
-        self.asinh_scale = torch.as_tensor(asinh_scale, dtype=torch.float64).flatten()
-        dim = self.shift.numel()
-        for name in ("scale", "asinh_center", "asinh_scale"):
-            if getattr(self, name).numel() != dim:
-                raise ValueError(f"{name} must have {dim} entries, like shift")
-        for name in ("scale", "asinh_scale"):
-            values = getattr(self, name)
-            if not bool(torch.all(torch.isfinite(values) & (values > 0))):
-                raise ValueError(f"{name} must be positive and finite, got {values}")
-        self.asinh_axes = tuple(sorted({int(i) for i in asinh_axes}))
-        if any(i < 0 or i >= dim for i in self.asinh_axes):
-            raise ValueError(f"asinh_axes must lie in [0, {dim}), got {asinh_axes}")
-        self._asinh_mask = torch.zeros(dim, dtype=torch.bool)
-        self._asinh_mask[list(self.asinh_axes)] = True
-
-    @property
-    def dim(self) -> int:
-        """Number of axes D."""
-        return self.shift.numel()
-
-    @classmethod
-    def fit(
-        cls, data: np.ndarray | torch.Tensor, asinh_axes: Sequence[int] = (0, 1, 2)
-    ) -> Standardizer:
-        r"""Fit the shifts and scales to a sample.
-
-        On asinh axes, :math:`c_i` is the median and :math:`a_i` the
-        normalised median absolute deviation (:math:`1.4826\,` MAD, the
-        standard deviation for a Gaussian), both robust to the heavy tails
-        that make the mean and variance of a Plummer sphere's positions
-        undefined. Then :math:`\mu_i` and :math:`\sigma_i` are the mean and
-        standard deviation of :math:`u_i`, which are finite.
-
-        Parameters
-        ----------
-        data : array or :class:`torch.Tensor`, shape (N, D)
-            Finite samples.
-        asinh_axes : sequence of int
-            Axes with heavy tails; the positions ``(0, 1, 2)`` by default.
-
-        Returns
-        -------
-        scaler : :class:`Standardizer`
-
-        Raises
-        ------
-        ValueError
-            If an axis is constant (it carries no density to model).
-        """
-        y = torch.as_tensor(data).detach().to("cpu", torch.float64)
-        if y.ndim != 2 or y.shape[0] < 2:
-            raise ValueError(f"data must be shaped (N >= 2, D), got {tuple(y.shape)}")
-        dim = y.shape[1]
-        axes = tuple(int(i) for i in asinh_axes)
-        center = torch.zeros(dim, dtype=torch.float64)
-        width = torch.ones(dim, dtype=torch.float64)
-        if axes:
-            median = y[:, axes].median(dim=0).values
-            mad = (y[:, axes] - median).abs().median(dim=0).values * 1.4826
-            # A degenerate MAD (over half the values equal) falls back to the
-            # spread, so only truly constant columns are rejected below.
-            spread = y[:, axes].std(dim=0)
-            center[list(axes)] = median
-            width[list(axes)] = torch.where(mad > 0, mad, spread)
-        tmp = cls(
-            torch.zeros(dim), torch.ones(dim), center, width.clamp_min(1e-300), axes
-        )
-        u = tmp._pre(y)
-        std = u.std(dim=0)
-        constant = (y.max(dim=0).values == y.min(dim=0).values) | ~(std > 0)
-        if bool(constant.any()):
-            cols = constant.nonzero().flatten().tolist()
-            raise ValueError(
-                f"column(s) {cols} are constant: a distribution function cannot be "
-                "fitted along an axis with no spread; drop or perturb them"
-            )
-        return cls(u.mean(dim=0), std, center, width, axes)
-
-    def _pre(self, y: torch.Tensor) -> torch.Tensor:
-        """The asinh stage, :math:`y \\mapsto u`."""
-        center = self.asinh_center.to(y)
-        width = self.asinh_scale.to(y)
-        return torch.where(
-            self._asinh_mask.to(y.device), torch.asinh((y - center) / width), y
-        )
-
-    def transform(self, y: torch.Tensor) -> torch.Tensor:
-        """Map phase-space points ``(..., D)`` to scaled coordinates ``s``."""
-        return (self._pre(y) - self.shift.to(y)) / self.scale.to(y)
-
-    def inverse(self, s: torch.Tensor) -> torch.Tensor:
-        """Map scaled coordinates ``(..., D)`` back to phase space ``y``."""
-        u = s * self.scale.to(s) + self.shift.to(s)
-        mapped = torch.sinh(u) * self.asinh_scale.to(s) + self.asinh_center.to(s)
-        return torch.where(self._asinh_mask.to(s.device), mapped, u)
-
-    def log_abs_det_jacobian(self, y: torch.Tensor) -> torch.Tensor:
-        r""":math:`\sum_i \ln|\partial s_i / \partial y_i|` at ``y``, shape ``(...)``.
-
-        Add it to a density in scaled coordinates to get the density in the
-        caller's units.
-        """
-        width = self.asinh_scale.to(y)
-        t = (y - self.asinh_center.to(y)) / width
-        per_axis = torch.where(
-            self._asinh_mask.to(y.device),
-            -torch.log(width) - 0.5 * torch.log1p(t * t),
-            torch.zeros_like(y),
-        )
-        return per_axis.sum(dim=-1) - torch.log(self.scale.to(y)).sum()
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able parameters; :meth:`from_dict` rebuilds exactly."""
-        return {
-            "shift": self.shift.tolist(),
-            "scale": self.scale.tolist(),
-            "asinh_center": self.asinh_center.tolist(),
-            "asinh_scale": self.asinh_scale.tolist(),
-            "asinh_axes": list(self.asinh_axes),
-        }
-
-    @classmethod
-    def from_dict(cls, params: dict[str, Any]) -> Standardizer:
-        """Rebuild a :class:`Standardizer` from :meth:`to_dict` output."""
-        return cls(**params)
-
-    def __repr__(self) -> str:
-        return f"Standardizer(dim={self.dim}, asinh_axes={self.asinh_axes})"
-
-
-# ---------------------------------------------------------------------------
-# Catalogue input: whatever a user holds, to Galactocentric Cartesian arrays.
-# ---------------------------------------------------------------------------
-
-MIN_STARS = 1000
-"""Fewest stars :func:`to_phase_space` and the flow fit accept by default.
-
-With the default 10% validation split, 1000 stars leave 100 for early
-stopping, where the validation loss has a standard error of about 0.2 nats
-(ln f of a 6-D Gaussian has a spread of sqrt(3) = 1.7 nats); fewer stars make
-the stopping epoch, and so the fitted DF, mostly noise. The method is meant
-for :math:`10^4`--:math:`10^6` stars.
-"""
 
 DEFAULT_GALCEN_FRAME = Galactocentric(
     # Sgr A*, Reid & Brunthaler (2004, ApJ 616, 872).
@@ -446,7 +234,7 @@ def to_phase_space(
     units: UnitSystem = galactic,
     columns: Mapping[str, str] | None = None,
     drop_invalid: bool = False,
-    min_stars: int = MIN_STARS,
+    min_stars: int = 1,
 ) -> PhaseSpaceData:
     """Turn a stellar catalogue into Galactocentric Cartesian phase space.
 
@@ -495,7 +283,8 @@ def to_phase_space(
         Drop stars with a NaN, inf or masked value, with a warning, instead
         of raising. The count is in ``n_dropped``.
     min_stars : int
-        Fewest stars to accept (after dropping); :data:`MIN_STARS` by default.
+        Fewest stars to accept (after dropping). :func:`~gala_deeppotential.fit`
+        asks for the flows' :data:`~gala_deeppotential.df.MIN_STARS`.
 
     Returns
     -------
@@ -649,7 +438,7 @@ def _check_size(n_stars: int, n_dropped: int, min_stars: int) -> None:
     raise CatalogueError(
         f"only {n_stars} stars{after}, fewer than min_stars={min_stars}: a "
         "distribution function cannot be learned from so few; use a larger "
-        "catalogue (or lower min_stars, e.g. for a quick test)"
+        "catalogue"
     )
 
 
@@ -861,3 +650,8 @@ def _column(table: Table, key: str, name: str) -> u.Quantity:
     values = np.array(getattr(raw, "value", raw), dtype=np.float64)
     values[np.ma.getmaskarray(col)] = np.nan
     return values * col_unit
+
+
+def strip_units(value: Any) -> np.ndarray:
+    """The numbers of a :class:`~astropy.units.Quantity` (or of an array), float64."""
+    return np.asarray(getattr(value, "value", value), dtype=np.float64)

@@ -17,7 +17,7 @@ from gala.units import galactic
 import gala_deeppotential
 from gala_deeppotential.df import FlowEnsemble
 from gala_deeppotential.distributed import member_range
-from gala_deeppotential.fit import fit
+from gala_deeppotential.pipeline import fit
 from gala_deeppotential.mocks import PlummerTruth, plummer_sample
 from gala_deeppotential.phasespace import DEFAULT_GALCEN_FRAME
 

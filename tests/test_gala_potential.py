@@ -16,10 +16,10 @@ from scipy.spatial.transform import Rotation
 
 import gala_deeppotential
 from gala_deeppotential.compare import compare_orbits
-from gala_deeppotential.fit import fit_potential
+from gala_deeppotential.potential import fit_potential
+from gala_deeppotential.export import AsphericityWarning
 from gala_deeppotential.gala_potential import (
     EXTRAPOLATION_FACTOR,
-    AsphericityWarning,
     DeepPotential,
     ExtrapolationWarning,
 )
@@ -211,11 +211,28 @@ class PotentialContract:
                 other.gradient(points), potential.gradient(points)
             )
 
-    def test_save_load_round_trip(self, potential, points, tmp_path):
+    @pytest.mark.parametrize("module", [None, gala_deeppotential])
+    def test_save_load_round_trip(self, potential, points, tmp_path, module):
+        # gala's own loader finds the class by its name; pot.save is all it takes.
         potential.save(tmp_path / "pot.yml")
-        other = gp.load(tmp_path / "pot.yml", module=gala_deeppotential)
+        other = gp.load(tmp_path / "pot.yml", module=module)
         assert other == potential
         np.testing.assert_array_equal(other.energy(points), potential.energy(points))
+
+    def test_rebuilds_from_its_parameters(self, potential, points):
+        # gala's idiom: the class called with the units and the parameters.
+        cls = type(potential)
+        other = cls(units=potential.units, **potential.parameters)
+        assert other == potential
+        at_origin = potential.replicate(origin=np.zeros(3), R=None)
+        np.testing.assert_array_equal(other.energy(points), at_origin.energy(points))
+        scaled = {
+            name: value if isinstance(value, str) else 1.1 * value
+            for name, value in potential.parameters.items()
+        }
+        changed = cls(units=potential.units, **scaled)
+        assert changed != potential
+        assert not np.allclose(changed.energy(points), at_origin.energy(points))
 
     def test_replicate(self, potential, points, scale):
         clone = potential.replicate()
@@ -344,14 +361,14 @@ def test_fast_path_matches_network(activation):
     pot = DeepPotential(net, units=galactic)
     x = torch.randn(300, 3, dtype=torch.float64) * 5
     phi, grad = net.value_and_grad(x)
-    np.testing.assert_allclose(pot._local_energy(x.numpy()), phi.numpy(), rtol=1e-13)
+    np.testing.assert_allclose(pot.network_energy(x.numpy()), phi.numpy(), rtol=1e-13)
     np.testing.assert_allclose(
-        pot._local_gradient(x.numpy()), grad.numpy(), rtol=1e-12, atol=1e-16
+        pot.network_gradient(x.numpy()), grad.numpy(), rtol=1e-12, atol=1e-16
     )
     # float32 evaluation agrees to single precision.
     pot32 = DeepPotential(net, units=galactic, dtype="float32")
     np.testing.assert_allclose(
-        pot32._local_gradient(x.numpy()),
+        pot32.network_gradient(x.numpy()),
         grad.numpy(),
         rtol=0,
         atol=1e-5 * np.abs(grad.numpy()).max(),
@@ -364,7 +381,7 @@ def test_evaluation_is_float64_from_a_float32_network():
     pot = DeepPotential(net, units=galactic)
     x = np.random.default_rng(0).normal(size=(50, 3))
     phi64 = net.double()(torch.from_numpy(x / 1.0)).detach().numpy()
-    np.testing.assert_allclose(pot._local_energy(x), phi64, rtol=1e-14)
+    np.testing.assert_allclose(pot.network_energy(x), phi64, rtol=1e-14)
 
 
 def test_thread_count_is_applied_and_restored(monkeypatch):
@@ -690,7 +707,7 @@ def test_scf_quadrature_on_exact_density(monkeypatch):
     truth = PlummerTruth(m=1e11 * u.Msun, b=3 * u.kpc, units=galactic)
     pot = DeepPotential(_random_net(20), units=galactic, data_radius=36 * u.kpc)
     monkeypatch.setattr(
-        pot, "_local_laplacian", lambda x: 4 * np.pi * pot.G * truth.density(x)
+        pot, "network_laplacian", lambda x: 4 * np.pi * pot.G * truth.density(x)
     )
     scf = pot.to_scf(nmax=12, lmax=0)
     x, _ = truth.sample(5000, seed=1)

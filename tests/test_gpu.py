@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from gala_deeppotential.df import FlowEnsemble
-from gala_deeppotential.fit import fit_potential
+from gala_deeppotential.potential import fit_potential
 from gala_deeppotential.flows import build_flow
 from gala_deeppotential.gala_potential import DeepPotential
 from gala_deeppotential.mocks import PlummerTruth

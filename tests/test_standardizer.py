@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gala_deeppotential.mocks import PlummerTruth
-from gala_deeppotential.phasespace import Standardizer
+from gala_deeppotential.standardizer import Standardizer
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from gala_deeppotential.fit import (
+from gala_deeppotential.potential import (
     MIN_POINTS,
     PotentialCollapseWarning,
     fit_potential,
@@ -146,18 +146,18 @@ def test_positive_density_penalty_is_active():
     psi = 2 - (0.5 * np.sum(v**2, axis=1) - truth.phi(x))
     data = (x, v, -3.5 * grad_rep / psi[:, None], -3.5 * v / psi[:, None])
     # Without the penalty the fit follows the data into negative density ...
-    fit = fit_potential(data, seed=0, lam=0.0, **QUICK)
+    fit = fit_potential(data, seed=0, negative_density_weight=0.0, **QUICK)
     lap = fit.net.double().laplacian(torch.from_numpy(x[:2000])).detach().numpy()
     assert np.mean(lap < 0) > 0.8
     # ... with it, no potential does better than a constant one.
     with pytest.raises(RuntimeError, match="collapsed to a constant"):
-        fit_potential(data, seed=0, lam=2.0, max_restarts=0, **QUICK)
+        fit_potential(data, seed=0, negative_density_weight=2.0, max_restarts=0, **QUICK)
 
 
 def test_f_form_uses_gradients_of_f(plummer_points, test_points):
     x, v, gx, gv = plummer_points
     f = np.exp(PlummerTruth().log_f(x, v))[:, None]
-    fit = fit_potential((x, v, f * gx, f * gv), form="f", seed=0, **QUICK)
+    fit = fit_potential((x, v, f * gx, f * gv), residual="f", seed=0, **QUICK)
     acc, _, _ = _errors(fit.net, test_points)
     assert acc < 0.1
 
@@ -178,11 +178,13 @@ def test_bad_arrays(plummer_points, mutate, match):
 
 
 def test_bad_options(plummer_points):
-    with pytest.raises(ValueError, match="form must be"):
-        fit_potential(plummer_points, form="lnf", **QUICK)
+    with pytest.raises(ValueError, match="residual must be"):
+        fit_potential(plummer_points, residual="lnf", **QUICK)
     with pytest.raises(ValueError, match="gauge must be"):
         fit_potential(plummer_points, gauge="zero", **QUICK)
     with pytest.raises(ValueError, match=r"average_fraction must be in \[0, 1\)"):
         fit_potential(plummer_points, average_fraction=1.0, **QUICK)
     with pytest.raises(TypeError, match=r"has no \.sample"):
         fit_potential(object(), **QUICK)
+    with pytest.raises(TypeError, match="PotentialOptions has no setting 'lam'"):
+        fit_potential(plummer_points, lam=2.0, **QUICK)

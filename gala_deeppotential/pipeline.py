@@ -1,0 +1,556 @@
+r"""The whole method in one call: a stellar catalogue in, a gala potential out.
+
+:func:`fit` runs the stages in order,
+:func:`~gala_deeppotential.phasespace.to_phase_space`,
+:func:`~gala_deeppotential.training.fit_distribution_function`,
+:func:`~gala_deeppotential.potential.fit_potential` and
+:func:`~gala_deeppotential.virial.calibrate`, and owns the checkpoints; it is
+the only module that knows every stage.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FitResult", "fit", "output_paths"]
+
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import astropy.units as u
+import numpy as np
+import torch
+from gala.units import UnitSystem, galactic
+
+from . import io
+from .cbe import stationarity_residual
+from .df import MIN_STARS, FlowEnsemble
+from .gala_potential import DeepPotential
+from .options import options_dict, resolve_options
+from .phasespace import PhaseSpaceData, to_phase_space
+from .potential import PotentialFit, PotentialOptions, fit_potential
+from .runtime import torch_threads
+from .training import DFOptions, fit_distribution_function
+from .virial import CONVERGED_SCALE, VirialOptions, calibrate, unconverged_message
+
+#: A median relative stationarity residual (see :meth:`FitResult.report`)
+#: above this means the fit has not converged.
+UNCONVERGED_RESIDUAL = 0.5
+
+# Files in a pipeline checkpoint folder.
+_MANIFEST_FILE = "manifest.json"
+_DF_FOLDER = "df"
+_POTENTIAL_FILE = "potential_fit.pt"
+
+
+@dataclass
+class FitResult:
+    r"""What :func:`fit` returns: the learned potential and how it was obtained.
+
+    The whole pipeline's result. Its ``potential_fit`` is the Φ stage's own
+    result, :class:`~gala_deeppotential.PotentialFit`, which
+    :func:`~gala_deeppotential.fit_potential` returns when the stages are
+    run one by one.
+
+    Attributes
+    ----------
+    potential : :class:`~gala_deeppotential.DeepPotential`
+        :math:`\Phi_\theta` in the unit system of the fit, Galactocentric.
+    df : :class:`~gala_deeppotential.FlowEnsemble`
+        The flow ensemble fitted to the stars, in the same units.
+    potential_fit : :class:`~gala_deeppotential.PotentialFit`
+        The network fit behind ``potential``, calibrated if the calibration
+        was applied (its ``virial`` says).
+    phase_space : dict
+        JSON-able record of the input: ``units`` (unit strings, or None for
+        dimensionless), ``frame`` (the Galactocentric frame as
+        :func:`~gala_deeppotential.phasespace.galcen_frame_to_dict` writes
+        it, or None), ``n_stars`` and ``n_dropped``.
+    config : dict
+        JSON-able settings: ``df_options``, ``potential_options``, ``virial``
+        (the calibration's options, or None when it was turned off) and
+        ``seed``.
+    """
+
+    potential: DeepPotential
+    df: FlowEnsemble
+    potential_fit: PotentialFit
+    phase_space: dict[str, Any]
+    config: dict[str, Any]
+
+    @property
+    def history(self) -> dict[str, dict[str, list]]:
+        """Training curves: ``"df"`` (per epoch) and ``"potential"`` (per check)."""
+        return {"df": self.df.history, "potential": self.potential_fit.history}
+
+    def report(
+        self,
+        *,
+        n_points: int = 4096,
+        seed: int | None = None,
+        threads: int | None = None,
+        plot: str | os.PathLike | None = None,
+    ) -> dict[str, Any]:
+        r"""Summarise the training and how stationary the fitted DF is in :math:`\Phi`.
+
+        At ``n_points`` fresh draws from the DF (not those Φ was fitted on)
+        it measures the stationarity residual relative to the size of its
+        two terms,
+
+        .. math::
+
+            \epsilon = \frac{|\nabla\Phi\cdot\nabla_v \ln f
+                - \vec{v}\cdot\nabla_x \ln f|}
+                {|\nabla\Phi\cdot\nabla_v \ln f| + |\vec{v}\cdot\nabla_x \ln f|},
+
+        which is 0 for a perfectly stationary DF and 1 where the two terms
+        differ in sign (or one vanishes), and the fraction of points where
+        :math:`\nabla^2\Phi < 0`, a negative mass density.
+
+        Parameters
+        ----------
+        n_points : int
+            DF samples to evaluate at.
+        seed : int, optional
+            Seed of those samples; by default the fit's seed plus one.
+        threads : int, optional
+            torch intra-op threads for the evaluation.
+        plot : str or path-like, optional
+            Write a PNG of the training curves there.
+
+        Returns
+        -------
+        report : dict
+            JSON-able: ``n_stars``, ``n_dropped``, ``units``; ``df``
+            (``n_flows``, ``epochs``, ``best_epoch`` per member, the last
+            ``train_loss`` and best ``val_loss`` averaged over members, as
+            :math:`-\langle\ln f\rangle` in the fit's units, and ``wall_s``);
+            ``potential`` (``steps``, first and best ``val_loss``,
+            ``restarts``, ``wall_s``, ``data_radius`` [length unit]);
+            ``virial`` (the calibration's record, see
+            :func:`~gala_deeppotential.virial.calibrate`; empty when it was
+            turned off); ``stationarity`` (``n_points`` and the median and
+            90th percentile of :math:`\epsilon`);
+            ``negative_density_fraction``; and ``warnings``, sentences on
+            what looks wrong (a declined calibration, an unconverged fit)
+            and what to change.
+        """
+        seed = self.config["seed"] + 1 if seed is None else seed
+        stationarity, negative = self._stationarity(n_points, seed, threads)
+        df_hist, phi_hist = self.df.history, self.potential_fit.history
+        if plot is not None:
+            from .compare import plot_training
+
+            plot_training(df_hist, phi_hist).savefig(Path(plot), dpi=100)
+        return {
+            "n_stars": self.phase_space["n_stars"],
+            "n_dropped": self.phase_space["n_dropped"],
+            "units": self.phase_space["units"],
+            "df": {
+                "n_flows": self.df.n_flows,
+                "epochs": len(df_hist["epoch"]),
+                "best_epoch": df_hist["best_epoch"],
+                "train_loss": float(np.mean(df_hist["train_loss"][-1])),
+                "val_loss": float(np.mean(np.min(df_hist["val_loss"], axis=0))),
+                "wall_s": df_hist["wall_s"][-1],
+            },
+            "potential": {
+                "steps": phi_hist["step"][-1],
+                "val_loss_first": phi_hist["val_loss"][0],
+                "val_loss": min(phi_hist["val_loss"]),
+                "restarts": len(phi_hist["restarts"]),
+                "wall_s": self.potential_fit.wall_s,
+                "data_radius": self.potential_fit.data_radius,
+            },
+            "virial": self.potential_fit.virial,
+            "stationarity": stationarity,
+            "negative_density_fraction": negative,
+            "warnings": fit_warnings(self.potential_fit.virial, stationarity),
+        }
+
+    def _stationarity(
+        self, n_points: int, seed: int, threads: int | None
+    ) -> tuple[dict[str, Any], float]:
+        """The relative residual at fresh DF samples, and the negative-ρ fraction."""
+        with torch_threads(threads):
+            x, v = self.df.sample(n_points, seed=seed)
+            grad_x, grad_v = self.df.grad_log_prob(x, v)
+            x, v, grad_x, grad_v = (
+                t.detach().cpu().double() for t in (x, v, grad_x, grad_v)
+            )
+            net64 = copy.deepcopy(self.potential_fit.net).double()
+            with torch.no_grad():
+                _, grad_phi, lap = net64.grad_and_laplacian(x)
+        residual = stationarity_residual(v, grad_phi, grad_x, grad_v).abs()
+        terms = (grad_phi * grad_v).sum(1).abs() + (v * grad_x).sum(1).abs()
+        relative = (residual / terms).numpy()
+        summary = {
+            "n_points": int(n_points),
+            "median_relative_residual": float(np.median(relative)),
+            "p90_relative_residual": float(np.quantile(relative, 0.9)),
+        }
+        return summary, float((lap < 0).double().mean())
+
+    def save(
+        self, path: str | os.PathLike, *, report: Mapping[str, Any] | None = None
+    ) -> dict[str, Path]:
+        """Write the potential (YAML and model file) and a JSON fit record.
+
+        The record, next to the YAML with the suffix ``.json``, holds
+        ``phase_space`` (units and Galactocentric frame of the fit),
+        ``config`` and, if given, ``report``: what is needed to put new
+        stars in the potential's frame.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The YAML file, e.g. ``model.yml``; the model file is written
+            with the suffix ``.pt``.
+        report : dict, optional
+            From :meth:`report`.
+
+        Returns
+        -------
+        paths : dict of str to :class:`pathlib.Path`
+            ``"yaml"``, ``"model"`` and ``"record"``.
+        """
+        paths = output_paths(path)
+        self.potential.save(paths["yaml"], paths["model"])
+        record = {
+            "phase_space": self.phase_space,
+            "config": self.config,
+            "report": None if report is None else dict(report),
+        }
+        paths["record"].write_text(json.dumps(record, indent=2), encoding="utf-8")
+        return paths
+
+
+def fit_warnings(virial: Mapping[str, Any], stationarity: Mapping[str, Any]) -> list:
+    """Sentences on what the calibration and the residual say is wrong, if anything."""
+    out = []
+    if virial and not virial.get("applied"):
+        out.append(f"virial calibration not applied: {virial['reason']}")
+    elif virial and abs(virial["scale"] - 1) > CONVERGED_SCALE:
+        out.append(unconverged_message(virial))
+    residual = stationarity["median_relative_residual"]
+    if residual > UNCONVERGED_RESIDUAL:
+        out.append(
+            f"the fitted DF is far from stationary in the fitted potential "
+            f"(median relative residual {residual:.2f} > {UNCONVERGED_RESIDUAL}): "
+            "the fit has not converged; train longer (more flow epochs and Φ "
+            "steps) or give more stars"
+        )
+    return out
+
+
+def output_paths(path: str | os.PathLike) -> dict[str, Path]:
+    """The files :meth:`FitResult.save` writes for the YAML file ``path``."""
+    path = Path(path)
+    if path.suffix.lower() in (".pt", ".json"):
+        raise ValueError(
+            f"{path} would clash with the model file (.pt) or fit record "
+            "(.json) written next to it; name the YAML file, e.g. model.yml"
+        )
+    return {
+        "yaml": path,
+        "model": path.with_suffix(".pt"),
+        "record": path.with_suffix(".json"),
+    }
+
+
+def fit(
+    catalogue: Any,
+    *,
+    units: UnitSystem = galactic,
+    galcen_frame: Any = None,
+    columns: Mapping[str, str] | None = None,
+    drop_invalid: bool = False,
+    df_options: DFOptions | Mapping[str, Any] | None = None,
+    potential_options: PotentialOptions | Mapping[str, Any] | None = None,
+    virial: bool | VirialOptions | Mapping[str, Any] = True,
+    seed: int = 0,
+    device: str | torch.device | None = "cpu",
+    threads: int | None = None,
+    progress: bool = True,
+    checkpoint_dir: str | os.PathLike | None = None,
+    distributed: bool = False,
+) -> FitResult:
+    r"""Fit a potential to a stellar catalogue: the whole method in one call.
+
+    The stages are
+    :func:`~gala_deeppotential.phasespace.to_phase_space` (the catalogue to
+    Galactocentric Cartesian positions and velocities in ``units``),
+    :func:`~gala_deeppotential.fit_distribution_function` (the flow
+    ensemble, the DF), :func:`~gala_deeppotential.fit_potential` (the
+    :math:`\Phi_\theta` that makes the DF stationary),
+    :func:`~gala_deeppotential.virial.calibrate` (the overall strength of
+    its forces, from the stars' virial theorem) and
+    :meth:`~gala_deeppotential.DeepPotential.from_fit`.
+
+    Parameters
+    ----------
+    catalogue : SkyCoord, PhaseSpacePosition, (pos, vel), Table or path
+        Anything :func:`~gala_deeppotential.phasespace.to_phase_space`
+        reads: e.g. an ICRS :class:`~astropy.coordinates.SkyCoord` with
+        distances, proper motions and radial velocities, or an ECSV file.
+    units : :class:`~gala.units.UnitSystem`
+        Unit system of the fit and of the returned potential.
+    galcen_frame : :class:`~astropy.coordinates.Galactocentric` or dict, optional
+        The Galactocentric frame; see
+        :func:`~gala_deeppotential.phasespace.to_phase_space`.
+    columns : mapping of str to str, optional
+        Column names of a table or file that differ from the defaults.
+    drop_invalid : bool
+        Drop stars with NaN, inf or masked values (with a warning) instead of
+        raising.
+    df_options : :class:`~gala_deeppotential.training.DFOptions` or dict, optional
+        The flows' architecture and training (``n_flows``, ``epochs``,
+        ``time_limit``, ...); the defaults are the measured ones.
+    potential_options : :class:`~.potential.PotentialOptions` or dict, optional
+        The Φ fit's settings (``n_samples``, ``n_steps``, ...).
+    virial : bool, :class:`~gala_deeppotential.virial.VirialOptions` or dict
+        Calibrate the forces with the stars' virial theorem (``True``, with
+        the window about the stars' median position), with the given
+        ``center``, ``radius`` (plain numbers in ``units``, or Quantities)
+        and ``window``, or not at all (``False``). The calibration checks
+        that its assumptions hold and otherwise declines with a
+        :class:`~gala_deeppotential.virial.VirialWarning`; the fit's report
+        says so too. Turn it off for a catalogue cut to a shape other than
+        a sphere.
+    seed : int
+        Seed of both fits; with the same ``threads`` on the CPU a fit is
+        reproducible bit for bit.
+    device : {"cpu", "cuda"}
+        Where to train.
+    threads : int, optional
+        torch intra-op threads while training.
+    progress : bool
+        Show progress bars.
+    checkpoint_dir : str or path-like, optional
+        Folder for checkpoints. The DF writes its training state there every
+        epoch, and the finished Φ fit is stored before it is calibrated, so
+        calling :func:`fit` again with the same folder after a crash or kill
+        resumes where the run stopped, and a finished run returns at once
+        (with any ``virial`` setting); on the CPU with the same ``threads``
+        the result is bit-identical to an uninterrupted run. The folder's
+        ``manifest.json`` holds a SHA-256 of the phase-space data and of the
+        settings of the two fits: a folder of a different fit is never
+        reused, but raises instead.
+    distributed : bool
+        Spread the flow ensemble's members over the processes of
+        ``torchrun`` (see :mod:`gala_deeppotential.distributed`; ``gloo`` on
+        the CPU, ``nccl`` and ``cuda:LOCAL_RANK`` for ``device="cuda"``).
+        Call it on every rank with the same arguments; the ensemble equals a
+        single process's, rank 0 fits Φ, and every rank returns the same
+        result.
+
+    Returns
+    -------
+    result : :class:`FitResult`
+
+    Raises
+    ------
+    ~gala_deeppotential.phasespace.CatalogueError
+        For a catalogue that cannot become phase space (the message says
+        why).
+    TypeError
+        For an option that is not a setting of its stage.
+    ValueError
+        For bad option values, or a ``checkpoint_dir`` that holds another
+        fit or other files.
+
+    Examples
+    --------
+    A Plummer sphere at the Galactic centre, seen from the Sun (tiny sizes
+    for speed; see ``examples/skycoord_catalog.py`` for a real fit):
+
+    >>> import warnings
+    >>> import astropy.units as u
+    >>> from astropy.coordinates import SkyCoord
+    >>> from gala_deeppotential.mocks import plummer_sample
+    >>> from gala_deeppotential.phasespace import DEFAULT_GALCEN_FRAME
+    >>> w = plummer_sample(1000, m=1e11 * u.Msun, b=3 * u.kpc, units=galactic, seed=1)
+    >>> stars = SkyCoord(w.pos.with_differentials(w.vel), frame=DEFAULT_GALCEN_FRAME)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # so short a fit is far from converged
+    ...     result = fit(
+    ...         stars.icrs,
+    ...         df_options={"n_flows": 1, "epochs": 1},
+    ...         potential_options={"n_samples": 512, "n_steps": 20},
+    ...         progress=False,
+    ...     )
+    >>> result.potential.units["length"]
+    Unit("kpc")
+    """
+    df_options = resolve_options(DFOptions, df_options)
+    potential_options = resolve_options(PotentialOptions, potential_options)
+    virial_options = _virial_options(virial, units)
+    data = to_phase_space(
+        catalogue,
+        galcen_frame=galcen_frame,
+        units=units,
+        columns=columns,
+        drop_invalid=drop_invalid,
+        min_stars=MIN_STARS,
+    )
+    phase_space = _phase_space_record(data)
+    stages = {
+        "df_options": options_dict(df_options),
+        "potential_options": options_dict(potential_options),
+        "seed": seed,
+    }
+    run = {"seed": seed, "threads": threads, "progress": progress}
+    folder = None if checkpoint_dir is None else Path(checkpoint_dir)
+    if distributed:
+        df, potential_fit = _fit_distributed(
+            data,
+            df_options,
+            potential_options,
+            folder,
+            device,
+            run,
+            phase_space,
+            stages,
+        )
+    else:
+        if folder is not None:
+            _open_checkpoint(folder, data.w, phase_space, stages)
+        df = fit_distribution_function(
+            data.w, df_options, device=device, checkpoint_dir=_df_folder(folder), **run
+        )
+        potential_fit = _potential_stage(df, potential_options, folder, device, run)
+    if virial_options is not None:
+        with torch_threads(threads):
+            potential_fit = calibrate(potential_fit, data.x, data.v, virial_options)
+    config = {
+        **stages,
+        "virial": None if virial_options is None else options_dict(virial_options),
+    }
+    return FitResult(
+        potential=DeepPotential.from_fit(potential_fit, units=units),
+        df=df,
+        potential_fit=potential_fit,
+        phase_space=phase_space,
+        config=config,
+    )
+
+
+def _phase_space_record(data: PhaseSpaceData) -> dict[str, Any]:
+    return {
+        "units": io.units_to_json(data.units),
+        "frame": data.frame,
+        "n_stars": len(data),
+        "n_dropped": data.n_dropped,
+    }
+
+
+def _virial_options(
+    virial: bool | VirialOptions | Mapping[str, Any], units: UnitSystem
+) -> VirialOptions | None:
+    """The calibration's options in ``units`` (None: turned off)."""
+    if virial is False or virial is None:
+        return None
+    if virial is True:
+        return VirialOptions()
+    return resolve_options(VirialOptions, _plain_lengths(virial, units))
+
+
+def _plain_lengths(virial: Any, units: UnitSystem) -> Any:
+    """``center`` and ``radius`` given as Quantities, as numbers in ``units``."""
+    if not isinstance(virial, Mapping):
+        return virial
+    out = dict(virial)
+    for name in ("center", "radius"):
+        value = out.get(name)
+        if isinstance(value, u.Quantity):
+            out[name] = value.to_value(units["length"])
+    return out
+
+
+def _df_folder(folder: Path | None) -> Path | None:
+    return None if folder is None else folder / _DF_FOLDER
+
+
+def _potential_stage(
+    df: FlowEnsemble,
+    options: PotentialOptions,
+    folder: Path | None,
+    device: Any,
+    run: dict[str, Any],
+) -> PotentialFit:
+    """The Φ fit, read from the checkpoint folder or fitted and stored there."""
+    path = None if folder is None else folder / _POTENTIAL_FILE
+    if path is not None and path.is_file():
+        return PotentialFit.load(path)
+    potential_fit = fit_potential(df, options, device=device, **run)
+    if path is not None:
+        potential_fit.save(path)
+    return potential_fit
+
+
+def _fit_distributed(
+    data: PhaseSpaceData,
+    df_options: DFOptions,
+    potential_options: PotentialOptions,
+    folder: Path | None,
+    device: Any,
+    run: dict[str, Any],
+    phase_space: dict[str, Any],
+    stages: dict[str, Any],
+) -> tuple[FlowEnsemble, PotentialFit]:
+    """Both fits over torchrun's ranks: the flows shared out, Φ on rank 0."""
+    from . import distributed as multi
+
+    with multi.process_group(device) as rank_device:
+        root = torch.distributed.get_rank() == 0
+        if folder is not None:
+            # Rank 0 claims the folder; the others then check its manifest.
+            for claims in (root, not root):
+                if claims:
+                    _open_checkpoint(folder, data.w, phase_space, stages)
+                torch.distributed.barrier()
+        df = multi.fit_distribution_function(
+            data.w,
+            df_options,
+            device=rank_device,
+            checkpoint_dir=_df_folder(folder),
+            **run,
+        )
+        potential_fit = None
+        if root:
+            potential_fit = _potential_stage(
+                df, potential_options, folder, rank_device, run
+            )
+        return df, multi.broadcast_potential_fit(potential_fit)
+
+
+def _open_checkpoint(
+    folder: Path, w: np.ndarray, phase_space: dict, stages: dict
+) -> Path:
+    """Claim ``folder`` for this fit, or check that it already holds this fit."""
+    digest = hashlib.sha256(np.ascontiguousarray(w, dtype=np.float64).tobytes())
+    settings = {"phase_space": phase_space, "config": stages}
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    manifest = {"sha256": digest.hexdigest(), **settings}
+    path = folder / _MANIFEST_FILE
+    if path.is_file():
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("sha256")
+        if recorded != manifest["sha256"]:
+            raise ValueError(
+                f"{folder} holds a checkpoint of a different fit (other stars or "
+                "settings); pass a new checkpoint_dir, or delete that folder to "
+                "start over"
+            )
+        return folder
+    if folder.is_dir() and any(folder.iterdir()):
+        raise ValueError(
+            f"{folder} is not empty and holds no fit checkpoint ({_MANIFEST_FILE}); "
+            "pass a new or empty folder as checkpoint_dir"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    return folder

@@ -1,0 +1,643 @@
+r"""The Φ stage: fit the potential :math:`\Phi_\theta` that makes a DF stationary."""
+
+from __future__ import annotations
+
+__all__ = [
+    "MIN_POINTS",
+    "SOFTENING_QUANTILE",
+    "DFGradients",
+    "PotentialCollapseWarning",
+    "PotentialFit",
+    "PotentialOptions",
+    "fit_potential",
+    "fix_gauge",
+]
+
+import math
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from . import io
+from .cbe import cbe_loss, stationarity_residual
+from .directions import sphere_directions
+from .nn import RADIAL_SOFTENING, PotentialNet
+from .options import options_dict, resolve_options
+from .runtime import progress_bar, resolve_device, seeded, torch_threads
+
+#: Fewest phase-space points a fit accepts; below this the validation split
+#: and the gauge shells hold too few points to mean anything.
+MIN_POINTS = 256
+
+#: Fraction of the fitted points inside the default softening radius of the
+#: network's radial input (``radial_softening`` of :class:`PotentialOptions`).
+SOFTENING_QUANTILE = 1e-3
+
+_KIND = "potential_fit"
+_RESIDUALS = ("log_f", "f")
+_GAUGES = ("kepler", "center")
+
+
+class PotentialCollapseWarning(UserWarning):
+    """The fit collapsed to a constant potential (or diverged) and was restarted."""
+
+
+class DistributionFunction(Protocol):
+    """What :func:`fit_potential` needs of a DF model (e.g. a ``FlowEnsemble``)."""
+
+    def sample(self, n: int, *, seed: int | None = None): ...
+
+    def grad_log_prob(self, x, v): ...
+
+    def log_prob(self, x, v): ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class PotentialOptions:
+    r"""How :func:`fit_potential` fits :math:`\Phi_\theta`.
+
+    Parameters
+    ----------
+    n_samples : int
+        Points drawn from a DF model (ignored for :class:`DFGradients`).
+    residual : {"log_f", "f"}
+        Which stationarity residual is minimised. ``"log_f"`` (default),
+        :math:`\partial \ln f/\partial t` from :math:`\nabla \ln f`: every
+        point counts equally, so the outskirts, where f is tiny, still
+        constrain the forces. ``"f"``, the paper's
+        :math:`\partial f/\partial t` from :math:`\nabla f`, with f divided
+        by its median over the points so the loss does not depend on the
+        units of f.
+    negative_density_weight : float
+        Weight :math:`\lambda` of the penalty on negative mass density
+        (Green & Ting 2020, Eq. 3).
+    n_steps, batch_size, lr : int, int, float
+        Optimiser steps, points per step and peak learning rate of RAdam.
+    warmup_fraction : float
+        Fraction of steps with a linear learning-rate warm-up; a cosine decay
+        follows.
+    weight_decay, grad_clip : float
+        L2 weight decay and the gradient-norm clip.
+    average_fraction : float
+        Length, as a fraction of ``n_steps``, of an exponential moving
+        average of the weights, which is what is validated and returned: a
+        decay per step of 1 - 1 / (``average_fraction`` * ``n_steps``),
+        0.99 for the default 2000 steps. 0 returns the raw weights.
+    validation_fraction : float
+        Held-out fraction of points; the weights with the lowest validation
+        loss are kept.
+    eval_every : int
+        Steps between validation checks.
+    n_hidden, n_layers, activation, radial
+        Architecture of :class:`~gala_deeppotential.nn.PotentialNet`;
+        ``radial=True`` (the default) adds the radius as an input, which lets
+        Φ follow a central density cusp; ``radial=False`` is the paper's
+        network of :math:`\vec{x}` alone.
+    radial_softening : float, optional
+        Softening of the radial input, in units of the median radius of the
+        points. By default the radius inside which lie
+        :data:`SOFTENING_QUANTILE` of the points (at least
+        :data:`~gala_deeppotential.nn.RADIAL_SOFTENING`): where no points
+        constrain Φ, the network then has no kink, and the density stays
+        finite.
+    gauge : {"kepler", "center"}
+        How the additive constant of :math:`\Phi` is fixed (see
+        :func:`fix_gauge`).
+    max_restarts : int
+        Restarts allowed when the fit fails. The fit has failed when, after
+        a quarter of the steps, it has collapsed (the median scaled force
+        :math:`|\nabla\Phi| s_x / s_v^2` is below 0.01 and the validation
+        loss no better than 90% of that of a constant potential), or diverged
+        (the loss is 1.5 times that of a constant potential, or not finite).
+        It then restarts from fresh weights with 0.3 times the learning rate
+        and no weight decay (the usual culprits), and warns with a
+        :class:`PotentialCollapseWarning`.
+    """
+
+    n_samples: int = 2**15
+    residual: str = "log_f"
+    negative_density_weight: float = 2.0
+    n_steps: int = 2000
+    batch_size: int = 1024
+    lr: float = 1e-2
+    warmup_fraction: float = 0.05
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    average_fraction: float = 0.05
+    validation_fraction: float = 0.1
+    eval_every: int = 100
+    n_hidden: int = 128
+    n_layers: int = 3
+    activation: str = "silu"
+    radial: bool = True
+    radial_softening: float | None = None
+    gauge: str = "kepler"
+    max_restarts: int = 3
+
+    def __post_init__(self) -> None:
+        if self.residual not in _RESIDUALS:
+            raise ValueError(f"residual must be 'log_f' or 'f', got {self.residual!r}")
+        if self.gauge not in _GAUGES:
+            raise ValueError(f"gauge must be 'kepler' or 'center', got {self.gauge!r}")
+        if not 0 <= self.average_fraction < 1:
+            raise ValueError(
+                f"average_fraction must be in [0, 1) (0 turns it off), "
+                f"got {self.average_fraction}"
+            )
+
+
+@dataclass(frozen=True)
+class DFGradients:
+    r"""A DF's gradients at phase-space points: what the Φ fit is trained on.
+
+    Attributes
+    ----------
+    x, v : :class:`numpy.ndarray`, shape (N, 3)
+        Positions and velocities, in one unit system.
+    grad_x, grad_v : :class:`numpy.ndarray`, shape (N, 3)
+        :math:`\nabla_x \ln f` and :math:`\nabla_v \ln f` at them (or the
+        gradients of f, for the ``"f"`` residual), in the same units.
+
+    Examples
+    --------
+    Exact gradients of the Plummer DF, for a fit with no flow error:
+
+    >>> from gala_deeppotential.mocks import PlummerTruth
+    >>> truth = PlummerTruth()
+    >>> x, v = truth.sample(1000, seed=1)
+    >>> points = DFGradients(x, v, *truth.grad_log_f(x, v))
+    >>> len(points)
+    1000
+    """
+
+    x: np.ndarray
+    v: np.ndarray
+    grad_x: np.ndarray
+    grad_v: np.ndarray
+
+    def __post_init__(self) -> None:
+        names = ("x", "v", "grad_x", "grad_v")
+        arrays = [as_float64(getattr(self, name)) for name in names]
+        check_rows(names, arrays, "points to fit Φ")
+        for name, array in zip(names, arrays, strict=True):
+            object.__setattr__(self, name, array)
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @classmethod
+    def from_df(
+        cls,
+        df: DistributionFunction,
+        n: int,
+        *,
+        seed: int | None = 0,
+        residual: str = "log_f",
+    ) -> DFGradients:
+        r"""Draw ``n`` points from a DF model and take its gradients there.
+
+        For ``residual="f"`` the gradients are of f, divided by the median
+        :math:`|\nabla_v f|` so that their scale does not depend on the units
+        of f (the residual is linear in them).
+        """
+        for name in ("sample", "grad_log_prob", "log_prob"):
+            if not callable(getattr(df, name, None)):
+                raise TypeError(
+                    "df must be a DF model with .sample, .grad_log_prob and "
+                    ".log_prob (e.g. a FlowEnsemble), or DFGradients; "
+                    f"{type(df).__name__} has no .{name}"
+                )
+        x, v = df.sample(n, seed=seed)
+        grad_x, grad_v = df.grad_log_prob(x, v)
+        arrays = [as_float64(a) for a in (x, v, grad_x, grad_v)]
+        if residual == "f":
+            f = np.exp(as_float64(df.log_prob(x, v)))[:, None]
+            grad_x, grad_v = f * arrays[2], f * arrays[3]
+            check_rows(("grad_x", "grad_v"), [grad_x, grad_v], "points to fit Φ")
+            norm = np.median(np.linalg.norm(grad_v, axis=1))
+            arrays[2:] = [grad_x / norm, grad_v / norm]
+        return cls(*arrays)
+
+
+@dataclass
+class PotentialFit:
+    r"""The Φ stage's result: the trained network and how it was fitted.
+
+    :func:`fit_potential` returns it, and
+    :func:`~gala_deeppotential.virial.calibrate` returns a calibrated copy;
+    :meth:`DeepPotential.from_fit <gala_deeppotential.DeepPotential.from_fit>`
+    wraps it as a gala potential. The whole pipeline's result, with the DF
+    and the catalogue's record as well, is
+    :class:`~gala_deeppotential.FitResult`.
+
+    Attributes
+    ----------
+    net : :class:`~gala_deeppotential.nn.PotentialNet`
+        The trained network, with its gauge constant set, in the caller's units.
+    data_radius : float
+        Radius (caller's length unit) that holds 99% of the fitted points; the
+        potential is constrained only within about this radius.
+    gauge : dict
+        How the additive constant was fixed (see :func:`fix_gauge`).
+    history : dict of str to list
+        ``step``, ``train_loss``, ``val_loss``, ``grad_phi`` (median scaled
+        :math:`|\nabla\Phi|` on the validation points) and ``restarts``.
+    config : dict
+        The settings of the fit (:class:`PotentialOptions` and the seed),
+        JSON-able.
+    wall_s : float
+        Wall-clock seconds of the fit.
+    virial : dict
+        The virial calibration, as
+        :func:`~gala_deeppotential.virial.calibrate` records it: empty if
+        none was tried, else whether its scale was ``applied``, the scale,
+        its error, and why it was declined if it was.
+    """
+
+    net: PotentialNet
+    data_radius: float
+    gauge: dict[str, Any]
+    history: dict[str, list]
+    config: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = 0.0
+    virial: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fit to a safe model file (see :mod:`gala_deeppotential.io`)."""
+        tensors, net_config = self.net.to_state()
+        metadata = {
+            "net_config": net_config,
+            "data_radius": self.data_radius,
+            "gauge": self.gauge,
+            "history": self.history,
+            "config": self.config,
+            "wall_s": self.wall_s,
+            "virial": self.virial,
+        }
+        return io.save(path, kind=_KIND, tensors=tensors, metadata=metadata)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PotentialFit:
+        """Read a fit written by :meth:`save`."""
+        tensors, meta = io.load(path, kind=_KIND)
+        return cls(
+            net=PotentialNet.from_state(tensors, meta["net_config"]).eval(),
+            data_radius=meta["data_radius"],
+            gauge=meta["gauge"],
+            history=meta["history"],
+            config=meta["config"],
+            wall_s=meta["wall_s"],
+            virial=meta["virial"],
+        )
+
+
+def fit_potential(
+    df: DistributionFunction | DFGradients | Sequence[np.ndarray],
+    options: PotentialOptions | Mapping[str, Any] | None = None,
+    *,
+    seed: int | None = 0,
+    device: str | torch.device | None = "cpu",
+    threads: int | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> PotentialFit:
+    r"""Fit :math:`\Phi_\theta` so that the DF is stationary, with non-negative density.
+
+    Minimises the loss of Green & Ting (2020), Eq. 3
+    (:func:`~gala_deeppotential.cbe.cbe_loss`), over phase-space points drawn
+    from the DF, with the DF gradients computed once and cached. The loss is
+    evaluated in the network's natural units, lengths over :math:`s_x` (the
+    median radius) and velocities over :math:`s_v` (the root median square
+    speed), so it does not depend on the caller's units. The additive
+    constant is then fixed by the chosen gauge (:func:`fix_gauge`).
+
+    The forces of a fit to a *fitted* DF come out slightly weak (see
+    :func:`~gala_deeppotential.virial.calibrate`, which corrects their
+    overall strength from the stars; :func:`~gala_deeppotential.fit` does
+    both).
+
+    Parameters
+    ----------
+    df : DF model, :class:`DFGradients` or 4-tuple of arrays
+        A DF with ``sample(n, seed=)``, ``grad_log_prob(x, v)`` and
+        ``log_prob(x, v)`` (a :class:`~gala_deeppotential.FlowEnsemble`),
+        sampled at ``n_samples`` points; or its gradients at given points, as
+        :class:`DFGradients` or the tuple ``(x, v, grad_x, grad_v)``.
+    options : :class:`PotentialOptions` or dict, optional
+        The settings; the defaults are the measured ones.
+    seed : int, optional
+        Seed for the sampling, weights and batches.
+    device : {"cpu", "cuda"}
+        Where to train.
+    threads : int, optional
+        torch intra-op threads for the fit.
+    progress : bool
+        Show a tqdm progress bar.
+    **overrides
+        Fields of :class:`PotentialOptions` (``n_steps=500``, ...).
+
+    Returns
+    -------
+    fit : :class:`PotentialFit`
+
+    Raises
+    ------
+    RuntimeError
+        If the fit still collapses after ``max_restarts`` restarts.
+
+    Examples
+    --------
+    >>> from gala_deeppotential.mocks import PlummerTruth
+    >>> truth = PlummerTruth()
+    >>> x, v = truth.sample(2048, seed=1)
+    >>> fit = fit_potential((x, v, *truth.grad_log_f(x, v)), n_steps=50, progress=False)
+    >>> fit.gauge["gauge"]
+    'kepler'
+    """
+    options = resolve_options(PotentialOptions, options, **overrides)
+    device = resolve_device(device)
+    start = time.perf_counter()
+    with torch_threads(threads):
+        points = _training_points(df, options, seed)
+        net_kwargs = _network_settings(points, options)
+        history: dict[str, list] = {"restarts": []}
+        net = _fit_with_restarts(
+            points, net_kwargs, options, history, seed, device, progress
+        )
+        net = net.cpu().eval()
+        radii = np.linalg.norm(points.x, axis=1)
+        r_edge = float(np.quantile(radii, 0.95))
+        gauge_info = fix_gauge(net, options.gauge, r_edge)
+    return PotentialFit(
+        net=net,
+        data_radius=float(np.quantile(radii, 0.99)),
+        gauge=gauge_info,
+        history=history,
+        config={**options_dict(options), "seed": seed},
+        wall_s=time.perf_counter() - start,
+    )
+
+
+def fix_gauge(net: PotentialNet, gauge: str, r_edge: float) -> dict[str, Any]:
+    r"""Set ``net.phi_offset`` by a gauge, in place; return a JSON-able record.
+
+    ``"kepler"`` makes :math:`\Phi \to 0` at infinity by matching a Keplerian
+    tail at the edge of the data: at :math:`r_e` (``r_edge``, the
+    95th-percentile radius of the fitted points) the angle-averaged
+    :math:`\Phi(r_e) = -\langle g_r(r_e)\rangle r_e`. ``"center"`` sets
+    :math:`\Phi(0) = 0`.
+    """
+    with torch.no_grad():
+        net.phi_offset.zero_()
+        if gauge == "center":
+            phi0 = float(net(torch.zeros(1, 3, dtype=net.phi_scale.dtype))[0])
+            net.phi_offset.fill_(-phi0)
+            return {"gauge": "center", "phi_at_center": 0.0}
+        dirs = sphere_directions(512)
+        pts = torch.as_tensor(r_edge * dirs, dtype=net.phi_scale.dtype)
+        phi, grad = net.value_and_grad(pts)
+        g_r = float((grad * torch.as_tensor(dirs, dtype=grad.dtype)).sum(1).mean())
+        offset = -g_r * r_edge - float(phi.mean())
+        net.phi_offset.fill_(offset)
+    return {"gauge": "kepler", "r_edge": r_edge, "mass_edge_over_G": g_r * r_edge**2}
+
+
+def check_rows(names: tuple[str, ...], arrays: list[np.ndarray], what: str) -> None:
+    """Refuse arrays that are not all ``(N, 3)`` and finite, with N enough."""
+    n = len(arrays[0])
+    for name, a in zip(names, arrays, strict=True):
+        if a.shape != (n, 3):
+            raise ValueError(f"{name} must have shape ({n}, 3), got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(
+                f"{name} has {np.count_nonzero(~np.isfinite(a).all(1))} rows with "
+                "NaN or inf; drop them before fitting"
+            )
+    if n < MIN_POINTS:
+        raise ValueError(f"need at least {MIN_POINTS} {what}, got {n}")
+
+
+def as_float64(a: Any) -> np.ndarray:
+    """A tensor or array as a float64 numpy array."""
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=np.float64)
+
+
+def _training_points(df, options: PotentialOptions, seed: int | None) -> DFGradients:
+    """The points and gradients to fit, drawn from a DF model or as given."""
+    if isinstance(df, DFGradients):
+        return df
+    if isinstance(df, tuple | list):
+        if len(df) != 4:
+            raise ValueError(
+                "pass (x, v, grad_x, grad_v) as four (N, 3) arrays, "
+                f"or a DF model; got a sequence of {len(df)}"
+            )
+        return DFGradients(*df)
+    return DFGradients.from_df(
+        df, options.n_samples, seed=seed, residual=options.residual
+    )
+
+
+def _network_settings(points: DFGradients, options: PotentialOptions) -> dict:
+    """Keywords of :class:`PotentialNet`, with its scales taken from the points."""
+    radii = np.linalg.norm(points.x, axis=1)
+    length = float(np.median(radii))
+    softening = options.radial_softening
+    if softening is None:
+        inner = float(np.quantile(radii, SOFTENING_QUANTILE)) / length
+        softening = max(inner, RADIAL_SOFTENING)
+    return {
+        "n_hidden": options.n_hidden,
+        "n_layers": options.n_layers,
+        "activation": options.activation,
+        "radial": options.radial,
+        "radial_softening": softening,
+        "length_scale": length,
+        "phi_scale": float(np.median(np.sum(points.v**2, axis=1))),
+    }
+
+
+def _fit_with_restarts(
+    points: DFGradients,
+    net_kwargs: dict,
+    options: PotentialOptions,
+    history: dict[str, list],
+    seed: int | None,
+    device: torch.device,
+    progress: bool,
+) -> PotentialNet:
+    """Train fresh networks until one neither collapses nor diverges."""
+    columns = np.hstack([points.x, points.v, points.grad_x, points.grad_v])
+    table = torch.as_tensor(columns, dtype=torch.float32).to(device)
+    n_val = max(round(options.validation_fraction * len(points)), 1)
+    generator = torch.Generator().manual_seed(0 if seed is None else seed)
+    perm = torch.randperm(len(points), generator=generator).to(device)
+    val, train = table[perm[:n_val]], table[perm[n_val:]]
+    lr, weight_decay = options.lr, options.weight_decay
+    for attempt in range(options.max_restarts + 1):
+        with seeded(None if seed is None else seed + attempt):
+            net = PotentialNet(**net_kwargs).to(device)
+        run = _Run(net, options, lr, weight_decay, generator, device)
+        failure = run.train(train, val, history, progress)
+        if failure is None:
+            return net
+        failure.update(lr=lr, weight_decay=weight_decay)
+        history["restarts"].append(failure)
+        what = (
+            "collapsed to a constant potential"
+            if failure["grad_phi"] < 1e-2
+            else "diverged"
+        )
+        if attempt == options.max_restarts:
+            raise RuntimeError(
+                f"the potential fit {what} {options.max_restarts + 1} times, last "
+                f"with lr={lr:g} and weight_decay={weight_decay:g}; lower lr, "
+                "negative_density_weight or weight_decay, or check that the DF "
+                "gradients are finite and not all zero"
+            )
+        lr, weight_decay = 0.3 * lr, 0.0
+        warnings.warn(
+            f"potential fit {what} at step {failure['step']}; restarting with "
+            f"lr={lr:g}, weight_decay={weight_decay:g}",
+            PotentialCollapseWarning,
+            stacklevel=3,
+        )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _Run:
+    """One attempt at the Φ fit: optimiser, schedule, weight average, the loop."""
+
+    def __init__(
+        self,
+        net: PotentialNet,
+        options: PotentialOptions,
+        lr: float,
+        weight_decay: float,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> None:
+        self.net, self.options = net, options
+        self.generator, self.device = generator, device
+        n_steps = options.n_steps
+        self.optimizer = torch.optim.RAdam(
+            net.parameters(), lr=lr, weight_decay=weight_decay
+        )
+        warmup = max(int(options.warmup_fraction * n_steps), 1)
+        self.judge_from = max(2 * warmup, n_steps // 4)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (
+                1 + math.cos(math.pi * (step - warmup) / max(n_steps - warmup, 1))
+            )
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.averaged = None
+        if options.average_fraction > 0:
+            decay = 1 - 1 / max(options.average_fraction * n_steps, 1)
+            self.averaged = torch.optim.swa_utils.AveragedModel(
+                net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay)
+            )
+
+    @property
+    def judged(self) -> PotentialNet:
+        """The weights that are validated and kept: the average, if there is one."""
+        return self.net if self.averaged is None else self.averaged.module
+
+    def _step(self, batch: torch.Tensor) -> torch.Tensor:
+        loss, _ = _batch_loss(self.net, batch, self.options.negative_density_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.options.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.net)
+        return loss.detach()
+
+    def train(
+        self,
+        train: torch.Tensor,
+        val: torch.Tensor,
+        history: dict[str, list],
+        progress: bool,
+    ) -> dict | None:
+        """Train in place; return ``None``, or a record of how the fit failed."""
+        n_steps, every = self.options.n_steps, self.options.eval_every
+        plateau = _constant_potential_loss(val, self.net)
+        best, best_state = math.inf, None
+        for key in ("step", "train_loss", "val_loss", "grad_phi"):
+            history[key] = []
+        batch_size = min(self.options.batch_size, len(train))
+        steps = progress_bar(
+            range(n_steps), enabled=progress, desc="Φ fit", unit="step"
+        )
+        running = torch.zeros((), device=self.device)
+        for step in steps:
+            if step % every == 0:
+                # One host-to-device copy per block of steps (a blocking copy
+                # waits for the GPU); the same draws as one randint per step.
+                rows = min(every, n_steps - step)
+                block = torch.randint(
+                    len(train), (rows, batch_size), generator=self.generator
+                ).to(self.device)
+            running += self._step(train[block[step % every]])
+            if (step + 1) % every and step + 1 != n_steps:
+                continue
+            with torch.no_grad():
+                val_loss, force = (
+                    float(t)
+                    for t in _batch_loss(
+                        self.judged, val, self.options.negative_density_weight
+                    )
+                )
+            history["step"].append(step + 1)
+            history["train_loss"].append(float(running) / ((step % every) + 1))
+            history["val_loss"].append(val_loss)
+            history["grad_phi"].append(force)
+            running.zero_()
+            if progress:
+                steps.set_postfix(val_loss=f"{val_loss:.4f}")
+            # A collapse: no force and no better than Φ = const. A divergence:
+            # clearly worse than Φ = const.
+            flat = force < 1e-2 and val_loss > 0.9 * plateau
+            stuck = flat or val_loss > 1.5 * plateau
+            if not math.isfinite(val_loss) or (step + 1 >= self.judge_from and stuck):
+                return {"step": step + 1, "val_loss": val_loss, "grad_phi": force}
+            if val_loss < best:
+                best = val_loss
+                best_state = {
+                    k: t.detach().clone() for k, t in self.judged.state_dict().items()
+                }
+        self.net.load_state_dict(best_state)
+        return None
+
+
+def _batch_loss(net: PotentialNet, batch: torch.Tensor, weight: float):
+    """The Eq. 3 loss in the net's natural units, and the scaled median force."""
+    x, v, grad_x, grad_v = batch.split(3, dim=1)
+    _, grad_phi, lap = net.grad_and_laplacian(x)
+    length = net.length_scale
+    speed = net.phi_scale.sqrt()
+    residual = stationarity_residual(v, grad_phi, grad_x, grad_v) * (length / speed)
+    loss = cbe_loss(residual, lap * length**2 / net.phi_scale, weight)
+    force = grad_phi.norm(dim=1).median() * length / net.phi_scale
+    return loss, force
+
+
+def _constant_potential_loss(val: torch.Tensor, net: PotentialNet) -> float:
+    """Loss of Φ = const on the validation points: the plateau of a collapse."""
+    _x, v, grad_x, _ = val.split(3, dim=1)
+    res = (v * grad_x).sum(1) * (net.length_scale / net.phi_scale.sqrt())
+    return float(torch.asinh(res.abs()).mean())
