@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gala_deeppotential.df import FlowEnsemble
+from gala_deeppotential.df import FlowEnsemble, FlowOptions
 from gala_deeppotential.flows import FACTORIZATIONS
 from gala_deeppotential.mocks import PlummerTruth
 
@@ -96,7 +96,7 @@ def step_timing(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Fit a DF to a Plummer sample and print its scores as one JSON object."""
-    defaults = FlowEnsemble()
+    defaults = FlowOptions()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n-stars", type=int, default=2**17)
     parser.add_argument("--n-flows", type=int, default=defaults.n_flows)
@@ -106,15 +106,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--n-steps", type=int, default=defaults.config["n_steps"])
-    parser.add_argument("--n-bins", type=int, default=defaults.config["n_bins"])
-    parser.add_argument(
-        "--hidden-features", type=int, default=defaults.config["hidden_features"]
-    )
-    parser.add_argument(
-        "--n-hidden-layers", type=int, default=defaults.config["n_hidden_layers"]
-    )
-    parser.add_argument("--activation", default=defaults.config["activation"])
+    parser.add_argument("--n-transforms", type=int, default=defaults.n_transforms)
+    parser.add_argument("--n-bins", type=int, default=defaults.n_bins)
+    parser.add_argument("--hidden-features", type=int, default=defaults.hidden_features)
+    parser.add_argument("--n-hidden-layers", type=int, default=defaults.n_hidden_layers)
+    parser.add_argument("--activation", default=defaults.activation)
     parser.add_argument(
         "--factorization", default="joint", choices=sorted(FACTORIZATIONS)
     )
@@ -168,8 +164,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     truth = PlummerTruth()
     x, v = truth.sample(n_stars, seed=args.seed + 1000)
     df = FlowEnsemble(
-        args.n_flows,
-        n_steps=args.n_steps,
+        n_flows=args.n_flows,
+        n_transforms=args.n_transforms,
         n_bins=args.n_bins,
         hidden_features=args.hidden_features,
         n_hidden_layers=args.n_hidden_layers,

@@ -40,7 +40,7 @@ import time
 import numpy as np
 import torch
 
-from gala_deeppotential.df import FlowEnsemble, fit_distribution_function
+from gala_deeppotential import FlowEnsemble, fit_distribution_function
 from gala_deeppotential.mocks import PlummerTruth
 
 

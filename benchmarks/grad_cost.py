@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     truth = PlummerTruth()
     with torch_threads(args.threads):
         stars_x, stars_v = truth.sample(2**13, seed=0)
-        df = FlowEnsemble(args.n_flows, device=args.device).fit(
+        df = FlowEnsemble(n_flows=args.n_flows, device=args.device).fit(
             np.hstack([stars_x, stars_v]), epochs=1, seed=0
         )
         x, v = truth.sample(args.n_points, seed=1)

@@ -33,10 +33,9 @@ from gala.potential.scf import SCFPotential
 from gala.units import galactic
 from machine import describe
 
-import gala_deeppotential
-from gala_deeppotential.fit import fit_potential
 from gala_deeppotential.gala_potential import DeepPotential, ExtrapolationWarning
 from gala_deeppotential.mocks import PlummerTruth
+from gala_deeppotential.potential import fit_potential
 
 
 def time_orbits(
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     truth = PlummerTruth(m=1e11 * u.Msun, b=3 * u.kpc, units=galactic)
     fit_seconds = None
     if args.model:
-        deep = gp.load(args.model, module=gala_deeppotential)
+        deep = gp.load(args.model)
     else:
         x, v = truth.sample(2**14, seed=1)
         start = time.perf_counter()

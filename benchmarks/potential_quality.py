@@ -36,11 +36,13 @@ import numpy as np
 import torch
 
 from gala_deeppotential.compare import compare_potentials, plot_comparison
-from gala_deeppotential.df import FlowEnsemble, fit_distribution_function
-from gala_deeppotential.fit import fit_potential
+from gala_deeppotential.df import FlowEnsemble
 from gala_deeppotential.flows import FACTORIZATIONS
 from gala_deeppotential.gala_potential import DeepPotential
 from gala_deeppotential.mocks import PlummerTruth
+from gala_deeppotential.potential import fit_potential
+from gala_deeppotential.training import fit_distribution_function
+from gala_deeppotential.virial import calibrate
 
 BINS = (0.0, 1.0, 3.0, 10.0)
 
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     truth = PlummerTruth()
     x_test, _ = truth.sample(2**14, seed=args.seed + 10_000)
     fit_kwargs = {
-        "form": args.form,
+        "residual": args.form,
         "activation": args.activation,
         "n_steps": args.phi_steps,
         "seed": args.seed,
@@ -177,8 +179,9 @@ def main(argv: list[str] | None = None) -> dict:
         if args.save_df:
             df.save(args.save_df)
         df_s = time.perf_counter() - start
-        stars = None if args.no_virial else (x, v)
-        fit = fit_potential(df, n_samples=args.n_phi, stars=stars, **fit_kwargs)
+        fit = fit_potential(df, n_samples=args.n_phi, **fit_kwargs)
+        if not args.no_virial:
+            fit = calibrate(fit, x, v)
         result["flow"] = _section(fit, truth, x_test, time.perf_counter() - start)
         result["flow"]["df_fit_s"] = df_s
         result["flow"]["n_flows"] = df.n_flows

@@ -46,8 +46,9 @@ from gala_deeppotential import (
     fit_potential,
 )
 from gala_deeppotential.compare import plot_distribution_function, plot_error_profiles
-from gala_deeppotential.df import DEFAULT_EPOCHS, DEFAULT_N_FLOWS
+from gala_deeppotential.df import DEFAULT_N_FLOWS
 from gala_deeppotential.gala_potential import ExtrapolationWarning
+from gala_deeppotential.training import DEFAULT_EPOCHS
 
 MASS, SCALE = 1e11 * u.Msun, 5 * u.kpc
 #: Edges of the radial bins of the table, in scale radii.
@@ -110,8 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         result = fit(
             truth.to_phase_space_position(*truth.sample(args.n_stars, seed=args.seed)),
             units=galactic,
-            n_flows=args.n_flows,
-            df_options={"epochs": args.df_epochs},
+            df_options={"n_flows": args.n_flows, "epochs": args.df_epochs},
             potential_options={"n_samples": args.n_phi, **phi_options},
             seed=args.seed,
             threads=args.threads,

@@ -27,11 +27,10 @@ import numpy as np
 import torch
 from gala.units import galactic
 
-import gala_deeppotential
 from gala_deeppotential.compare import compare_orbits
-from gala_deeppotential.fit import fit_potential
 from gala_deeppotential.gala_potential import DeepPotential, ExtrapolationWarning
 from gala_deeppotential.mocks import PlummerTruth
+from gala_deeppotential.potential import fit_potential
 
 #: The dynamical time of the example, the circular period at the half-mass
 #: radius of the Plummer sphere (about 100 Myr for m = 1e11 Msun, b = 3 kpc).
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     truth = PlummerTruth(m=1e11 * u.Msun, b=3 * u.kpc, units=galactic)
     if args.model:
-        deep = gp.load(args.model, module=gala_deeppotential)
+        deep = gp.load(args.model)
     else:
         x, v = truth.sample(args.n_points, seed=1)
         fit = fit_potential(

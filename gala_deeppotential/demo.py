@@ -193,8 +193,15 @@ def _orbits(
     )
     figure.savefig(out / "orbits.png", dpi=120)
     names = ("pericenter_rel_diff", "apocenter_rel_diff", "period_rel_diff")
-    medians = {name: float(np.nanmedian(table[name])) for name in names}
-    return {**medians, "energy_drift": float(np.nanmedian(table["energy_drift"]))}
+    medians = {name: _median(table[name]) for name in names}
+    return {**medians, "energy_drift": _median(table["energy_drift"])}
+
+
+def _median(values: Any) -> float | None:
+    """The median of the finite values; None (null in JSON) if there are none."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else None
 
 
 def _summary_line(metrics: dict[str, Any], out: Path) -> str:

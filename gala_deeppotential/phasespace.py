@@ -330,40 +330,9 @@ def to_phase_space(
     dropped = _DropLog()
     if isinstance(catalogue, Table):
         catalogue = _table_to_icrs(catalogue, columns, drop_invalid, dropped)
-    if isinstance(catalogue, BaseCoordinateFrame):
-        catalogue = SkyCoord(catalogue)
-    if isinstance(catalogue, SkyCoord):
-        if dimensionless:
-            raise CatalogueError(
-                "sky coordinates carry physical units; pass a physical unit "
-                "system such as gala.units.galactic"
-            )
-        if galcen_frame is None and isinstance(catalogue.frame, Galactocentric):
-            galcen_frame = catalogue.frame
-        frame = _explicit_frame(galcen_frame)
-        coord = _checked_skycoord(catalogue, drop_invalid, dropped)
-        _check_size(len(coord), dropped.stars, min_stars)
-        galcen = coord.transform_to(frame)
-        pos, vel = galcen.cartesian.xyz, galcen.velocity.d_xyz
-    elif isinstance(catalogue, PhaseSpacePosition):
-        pos, vel = catalogue.xyz.reshape(3, -1), catalogue.v_xyz.reshape(3, -1)
-        frame = None if dimensionless else _explicit_frame(galcen_frame)
-    elif isinstance(catalogue, (tuple, list)) and len(catalogue) == 2:
-        pos = _components_first(catalogue[0], "pos")
-        vel = _components_first(catalogue[1], "vel")
-        if pos.shape != vel.shape:
-            raise CatalogueError(
-                f"pos and vel hold different numbers of stars: {pos.shape[1]} "
-                f"and {vel.shape[1]}"
-            )
-        frame = None if dimensionless else _explicit_frame(galcen_frame)
-    else:
-        raise TypeError(
-            f"cannot read a catalogue from {type(catalogue).__name__}; pass a "
-            "SkyCoord, a gala PhaseSpacePosition, a (pos, vel) pair of "
-            "Quantities, an astropy Table, or an ECSV/FITS/CSV file path"
-        )
-
+    pos, vel, frame = _galactocentric(
+        catalogue, galcen_frame, dimensionless, drop_invalid, dropped, min_stars
+    )
     x = _in_unit(pos, units["length"], "positions", "a length")
     v = _in_unit(vel, units["length"] / units["time"], "velocities", "a speed")
     components = dict(zip(("x", "y", "z", "v_x", "v_y", "v_z"), [*x, *v], strict=True))
@@ -384,6 +353,50 @@ def to_phase_space(
         units=units,
         frame=None if frame is None else galcen_frame_to_dict(frame),
         n_dropped=dropped.stars,
+    )
+
+
+def _galactocentric(
+    catalogue: Any,
+    galcen_frame: Galactocentric | Mapping[str, Any] | None,
+    dimensionless: bool,
+    drop_invalid: bool,
+    dropped: _DropLog,
+    min_stars: int,
+) -> tuple[u.Quantity, u.Quantity, Galactocentric | None]:
+    """Galactocentric positions and velocities (3, N) of a catalogue, and the frame."""
+    if isinstance(catalogue, BaseCoordinateFrame):
+        catalogue = SkyCoord(catalogue)
+    if isinstance(catalogue, SkyCoord):
+        if dimensionless:
+            raise CatalogueError(
+                "sky coordinates carry physical units; pass a physical unit "
+                "system such as gala.units.galactic"
+            )
+        if galcen_frame is None and isinstance(catalogue.frame, Galactocentric):
+            galcen_frame = catalogue.frame
+        frame = _explicit_frame(galcen_frame)
+        coord = _checked_skycoord(catalogue, drop_invalid, dropped)
+        _check_size(len(coord), dropped.stars, min_stars)
+        galcen = coord.transform_to(frame)
+        return galcen.cartesian.xyz, galcen.velocity.d_xyz, frame
+    frame = None if dimensionless else _explicit_frame(galcen_frame)
+    if isinstance(catalogue, PhaseSpacePosition):
+        pos, vel = catalogue.xyz.reshape(3, -1), catalogue.v_xyz.reshape(3, -1)
+        return pos, vel, frame
+    if isinstance(catalogue, (tuple, list)) and len(catalogue) == 2:
+        pos = _components_first(catalogue[0], "pos")
+        vel = _components_first(catalogue[1], "vel")
+        if pos.shape != vel.shape:
+            raise CatalogueError(
+                f"pos and vel hold different numbers of stars: {pos.shape[1]} "
+                f"and {vel.shape[1]}"
+            )
+        return pos, vel, frame
+    raise TypeError(
+        f"cannot read a catalogue from {type(catalogue).__name__}; pass a "
+        "SkyCoord, a gala PhaseSpacePosition, a (pos, vel) pair of "
+        "Quantities, an astropy Table, or an ECSV/FITS/CSV file path"
     )
 
 
@@ -567,6 +580,8 @@ def _table_to_icrs(
     dropped: _DropLog,
 ) -> SkyCoord:
     """ICRS SkyCoord of the finite rows of a table with unit-ful columns."""
+    if len(table) == 0:
+        raise CatalogueError("the catalogue table holds no stars (no rows)")
     names = dict(DEFAULT_COLUMNS)
     chosen = dict(columns or {})
     unknown = sorted(set(chosen) - set(names))

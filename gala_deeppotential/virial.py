@@ -62,14 +62,21 @@ CHECK_WINDOW = (0.1, 0.3, 0.6, 0.75)
 #: Largest window-weighted mean force, as a fraction of the mean magnitude,
 #: that :func:`calibrate` accepts about the stars' own median. A sample about
 #: the centre of its system is pulled inwards from every side (0.001-0.003
-#: for 2^17 Plummer stars, and up to 0.3 for a badly unconverged fit); one
-#: off the centre is pulled one way (0.87 for the stars within 1 b of a point
-#: 1.5 b from a Plummer sphere's centre, 0.94 within 1.5 b of a point at 3 b).
+#: for 2^17 Plummer stars and their exact forces, 0.01-0.02 for a short fit);
+#: one off the centre is pulled one way (0.87 for the stars within 1 b of a
+#: point 1.5 b from a Plummer sphere's centre, 0.94 within 1.5 b of a point
+#: at 3 b). The forces of a fit far from converged can pull one way too (up
+#: to 0.6 measured), which the warning says.
 MAX_DIPOLE = 0.5
 
 #: The two windows' scales may differ by this fraction, plus four standard
 #: errors, before :func:`calibrate` declines.
 WINDOW_TOLERANCE = 0.1
+
+#: A scale beyond this factor either way is declined: the calibration corrects
+#: a bias of a few per cent, and a factor of two means a failed fit or a
+#: sample that breaks the theorem's assumptions.
+MAX_SCALE = 2.0
 
 #: A calibrated fit whose scale differs from 1 by more than this has not
 #: converged; :func:`calibrate` applies the scale but warns.
@@ -254,9 +261,10 @@ def calibrate(
       stars' median position, where the window-weighted mean force must be
       small (``dipole`` at most :data:`MAX_DIPOLE`), or a ``center`` and
       ``radius`` that the caller states;
-    * the scale does not change with the window: the default window and
-      :data:`CHECK_WINDOW` agree within four standard errors plus
-      :data:`WINDOW_TOLERANCE`.
+    * the scale lies within a factor :data:`MAX_SCALE` of 1;
+    * the scale does not change with the window: those of the default window
+      and of :data:`CHECK_WINDOW` agree within :data:`WINDOW_TOLERANCE` of
+      each other, plus four standard errors.
 
     Otherwise it is declined with a :class:`VirialWarning` that says why,
     and the fit is returned unscaled. A scale applied that differs from 1
@@ -377,29 +385,46 @@ def virial_calibration(
     record.update(main)
     record["check_scale"] = check["scale"]
     record["check_error"] = check["error"]
-    if options.center is None and main["dipole"] > MAX_DIPOLE:
-        record["reason"] = (
-            f"the forces in its window all pull one way (dipole {main['dipole']:.2f}"
-            f" > {MAX_DIPOLE}), so the stars are not a sample about their "
-            "system's centre, like a local or heliocentric volume; the theorem "
-            "needs a window where the sample is complete: give the centre and "
-            "radius of that volume (VirialOptions(center=, radius=), deep-potential "
-            "fit --virial-center/--virial-radius), or turn the calibration off "
-            "(virial=False, --no-virial)"
-        )
-    elif abs(main["scale"] - check["scale"]) > WINDOW_TOLERANCE + 4 * np.hypot(
-        main["error"], check["error"]
-    ):
-        record["reason"] = (
-            f"the scale changes with the window ({main['scale']:.3f} ± "
-            f"{main['error']:.3f}, and {check['scale']:.3f} ± {check['error']:.3f} "
-            "in the inner stars): either the sample is not complete inside the "
-            "window (give the centre and radius of the volume where it is "
-            "complete, or turn the calibration off: virial=False, --no-virial), "
-            "or the fit has not converged and its forces have the wrong radial "
-            "profile (train longer: more flow epochs and Φ steps)"
-        )
+    record["reason"] = _reason_to_decline(main, check, options)
     return record
+
+
+def _reason_to_decline(
+    main: dict[str, Any], check: dict[str, Any], options: VirialOptions
+) -> str | None:
+    """Why the scale of ``main`` may not be applied, or None if it may."""
+    remedy = (
+        "give the centre and radius of the volume where the sample is complete "
+        "(VirialOptions(center=, radius=), deep-potential fit --virial-center/"
+        "--virial-radius), or turn the calibration off (virial=False, --no-virial)"
+    )
+    unconverged = "train longer: more flow epochs and Φ steps"
+    scale, error = main["scale"], main["error"]
+    if options.center is None and main["dipole"] > MAX_DIPOLE:
+        return (
+            f"the forces in its window all pull one way (dipole {main['dipole']:.2f}"
+            f" > {MAX_DIPOLE}): either the stars are not a sample about their "
+            "system's centre, like a local or heliocentric volume, and the "
+            f"theorem needs a window where the sample is complete ({remedy}), or "
+            f"the fit has not converged ({unconverged})"
+        )
+    if not 1 / MAX_SCALE <= scale <= MAX_SCALE:
+        return (
+            f"a scale of {scale:.3f} ± {error:.3f} is no calibration: either the "
+            f"fit has not converged ({unconverged}) or the sample is not complete "
+            f"inside the window ({remedy})"
+        )
+    ratio = scale / check["scale"]
+    spread = np.hypot(error / scale, check["error"] / check["scale"])
+    if abs(ratio - 1) > WINDOW_TOLERANCE + 4 * spread:
+        return (
+            f"the scale changes with the window ({scale:.3f} ± {error:.3f}, and "
+            f"{check['scale']:.3f} ± {check['error']:.3f} in the inner stars): "
+            f"either the sample is not complete inside the window ({remedy}), or "
+            "the fit has not converged and its forces have the wrong radial "
+            f"profile ({unconverged})"
+        )
+    return None
 
 
 def _stars(x: Any, v: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -22,12 +22,12 @@ from gala.units import galactic
 import gala_deeppotential
 from gala_deeppotential.cli import main
 from gala_deeppotential.compare import compare_potentials
-from gala_deeppotential.fit import fit
 from gala_deeppotential.gala_potential import DeepPotential, ExtrapolationWarning
 from gala_deeppotential.mocks import PlummerTruth, plummer_sample
 from gala_deeppotential.phasespace import DEFAULT_GALCEN_FRAME, galcen_frame_to_dict
+from gala_deeppotential.pipeline import fit
 
-fit_module = importlib.import_module("gala_deeppotential.fit")
+pipeline_module = importlib.import_module("gala_deeppotential.pipeline")
 
 # Tiny sizes: only the plumbing is tested here (a few seconds per fit).
 TINY_ARGS = [
@@ -48,8 +48,7 @@ TINY_ARGS = [
     "--quiet",
 ]
 TINY = {
-    "n_flows": 1,
-    "df_options": {"epochs": 2},
+    "df_options": {"n_flows": 1, "epochs": 2},
     "potential_options": {"batch_size": 256, "n_steps": 60, "n_samples": 512},
     "threads": 1,
     "seed": 5,
@@ -97,9 +96,11 @@ def _energies(pot) -> np.ndarray:
 def test_fit_writes_a_model_equal_to_the_python_api(model, catalogue):
     assert model.with_suffix(".pt").is_file()
     assert model.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
-    from_yaml = gp.load(model, module=gala_deeppotential)
+    from_yaml = gp.load(model)
     from_model_file = DeepPotential.from_file(model.with_suffix(".pt"))
-    direct = fit(catalogue, galcen_frame=FRAME, **TINY).potential
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gala_deeppotential.VirialWarning)
+        direct = fit(catalogue, galcen_frame=FRAME, **TINY).potential
     assert from_yaml.units == galactic
     assert np.array_equal(_energies(from_yaml), _energies(direct))
     assert np.array_equal(_energies(from_model_file), _energies(direct))
@@ -110,7 +111,8 @@ def test_fit_records_frame_units_settings_and_report(model):
     assert record["phase_space"]["frame"] == FRAME
     assert record["phase_space"]["units"][:4] == ["kpc", "Myr", "solMass", "rad"]
     assert record["phase_space"]["n_stars"] == 1500
-    assert record["config"]["n_flows"] == 1
+    assert record["config"]["df_options"]["n_flows"] == 1
+    assert record["config"]["virial"]["center"] is None
     assert record["config"]["potential_options"]["n_steps"] == 60
     report = record["report"]
     assert report["df"]["epochs"] == 2
@@ -118,29 +120,53 @@ def test_fit_records_frame_units_settings_and_report(model):
     assert 0 <= report["negative_density_fraction"] <= 1
 
 
-def test_fit_prints_its_summary(model, catalogue, tmp_path, capsys):
+def test_fit_prints_its_summary_and_warnings(catalogue, tmp_path, capsys):
     argv = ["fit", str(catalogue), "-o", str(tmp_path / "m.yml"), "--no-plot"]
     quiet = [a for a in TINY_ARGS if a != "--quiet"]
-    assert main([*argv, *FRAME_ARGS, *quiet]) == 0
-    summary = capsys.readouterr().out.splitlines()[0]
+    with pytest.warns(gala_deeppotential.VirialWarning):
+        assert main([*argv, *FRAME_ARGS, *quiet]) == 0
+    lines = capsys.readouterr().out.splitlines()
     report = json.loads((tmp_path / "m.json").read_text())["report"]
-    assert summary.startswith("fitted 1500 stars (0 dropped) in ")
-    scale = report["potential"]["virial_scale"]
-    error = report["potential"]["virial_scale_error"]
-    assert f"forces scaled by {scale:.4f} ± {error:.4f}" in summary
+    assert lines[0].startswith("fitted 1500 stars (0 dropped) in ")
+    # So short a fit is far from converged: the calibration declines, and the
+    # summary says so and why, with the report's warnings.
+    assert not report["virial"]["applied"]
+    assert lines[0].endswith("virial calibration not applied (see below)")
+    assert report["warnings"][0].startswith("virial calibration not applied")
+    assert lines[1 : 1 + len(report["warnings"])] == [
+        f"warning: {line}" for line in report["warnings"]
+    ]
+    assert lines[-1].startswith("wrote ")
+
+
+def test_fit_with_a_stated_window_or_none(catalogue, tmp_path, capsys):
+    argv = ["fit", str(catalogue), "--no-plot", *FRAME_ARGS]
+    quiet = [a for a in TINY_ARGS if a != "--quiet"]
+    assert main([*argv, "-o", str(tmp_path / "a.yml"), "--no-virial", *quiet]) == 0
+    assert "no virial calibration (--no-virial)" in capsys.readouterr().out
+    record = json.loads((tmp_path / "a.json").read_text())
+    assert record["config"]["virial"] is None and record["report"]["virial"] == {}
+    window = ["--virial-center", "0.5", "0", "0", "--virial-radius", "30"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gala_deeppotential.VirialWarning)
+        assert main([*argv, "-o", str(tmp_path / "b.yml"), *window, *TINY_ARGS]) == 0
+    record = json.loads((tmp_path / "b.json").read_text())
+    assert record["config"]["virial"]["center"] == [0.5, 0.0, 0.0]
+    assert record["config"]["virial"]["radius"] == 30.0
+    assert record["report"]["virial"]["center"] == [0.5, 0.0, 0.0]
 
 
 def test_resume_of_a_finished_fit_reads_the_checkpoint(model, catalogue, monkeypatch):
     assert (model.parent / "model.checkpoint" / "manifest.json").is_file()
-    before = _energies(gp.load(model, module=gala_deeppotential))
+    before = _energies(gp.load(model))
 
     def refuse(*args, **kwargs):
         raise AssertionError("the finished Φ fit was recomputed")
 
-    monkeypatch.setattr(fit_module, "fit_potential", refuse)
+    monkeypatch.setattr(pipeline_module, "fit_potential", refuse)
     argv = ["fit", str(catalogue), "-o", str(model), "--resume", "--no-plot"]
     assert main([*argv, *FRAME_ARGS, *TINY_ARGS]) == 0
-    assert np.array_equal(_energies(gp.load(model, module=gala_deeppotential)), before)
+    assert np.array_equal(_energies(gp.load(model)), before)
 
 
 # ---------------------------------------------------------------------------
@@ -158,7 +184,7 @@ def test_compare_prints_the_numbers_of_compare_potentials(model, tmp_path, capsy
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExtrapolationWarning)
         table, summary = compare_potentials(
-            gp.load(model, module=gala_deeppotential),
+            gp.load(model),
             truth.potential(),
             x.T,
             r_bins=[0, 3, 9, 30],
@@ -199,7 +225,7 @@ def test_compare_prints_the_numbers_of_compare_potentials(model, tmp_path, capsy
                 "--df-options",
                 '{{"seed": 1}}',
             ],
-            "fit\\(\\) directly",
+            "DFOptions has no setting 'seed'",
         ),
         (
             ["fit", "{catalogue}", "-o", "{out}/m.yml", "--checkpoint-dir", "{ckpt}"],
@@ -272,6 +298,9 @@ def test_help_documents_every_option(capsys):
             "--seed",
             "--device",
             "--threads",
+            "--no-virial",
+            "--virial-center",
+            "--virial-radius",
             "--checkpoint-dir",
             "--resume",
             "--no-plot",

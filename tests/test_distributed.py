@@ -14,12 +14,11 @@ import torch
 from astropy.coordinates import SkyCoord
 from gala.units import galactic
 
-import gala_deeppotential
 from gala_deeppotential.df import FlowEnsemble
 from gala_deeppotential.distributed import member_range
-from gala_deeppotential.pipeline import fit
 from gala_deeppotential.mocks import PlummerTruth, plummer_sample
 from gala_deeppotential.phasespace import DEFAULT_GALCEN_FRAME
+from gala_deeppotential.pipeline import fit
 
 # A tiny fit whose members stop early at different epochs (measured with one
 # process: best epochs 8, 11 and 9, all stopped after epoch 12), so rank 1,
@@ -82,7 +81,7 @@ def test_torchrun_gathers_the_single_process_ensemble(tmp_path):
     assert summary["world_size"] == 2 and summary["n_flows"] == 3
 
     gathered = FlowEnsemble.load(tmp_path / "df.pt")
-    single = FlowEnsemble(3, **MODEL).fit(data, threads=1, **FIT)
+    single = FlowEnsemble(n_flows=3, **MODEL).fit(data, threads=1, **FIT)
     assert gathered.history["best_epoch"] == single.history["best_epoch"] == [8, 11, 9]
     assert _without_wall_time(gathered.history) == _without_wall_time(single.history)
     # Same seeds, same arithmetic per member: bit-identical on the CPU.
@@ -125,11 +124,10 @@ def test_cli_fit_distributed_equals_one_process(tmp_path):
     shards = sorted(p.name for p in (tmp_path / "checkpoint" / "df").iterdir())
     assert shards == ["members-0-1", "members-1-2"]
 
-    learned = gp.load(tmp_path / "model.yml", module=gala_deeppotential)
+    learned = gp.load(tmp_path / "model.yml")
     single = fit(
         catalogue,
-        n_flows=2,
-        df_options=options,
+        df_options={"n_flows": 2, **options},
         potential_options=phi,
         threads=1,
         seed=5,
@@ -138,3 +136,35 @@ def test_cli_fit_distributed_equals_one_process(tmp_path):
     q = np.random.default_rng(0).normal(scale=4.0, size=(3, 50)) * u.kpc
     # The same ensemble bit for bit, so the same Φ fit on rank 0.
     assert np.array_equal(learned.energy(q).value, single.energy(q).value)
+
+
+# Every rank calls fit(distributed=True) and prints its potential's energies.
+EVERY_RANK = """
+import json, os, sys, warnings
+import numpy as np
+from gala.units import DimensionlessUnitSystem
+from gala_deeppotential import fit, plummer_sample
+
+warnings.simplefilter("ignore")
+stars = plummer_sample(1200, seed=2)
+result = fit(
+    stars,
+    units=DimensionlessUnitSystem(),
+    df_options={"n_flows": 2, "epochs": 2},
+    potential_options={"batch_size": 256, "n_steps": 30, "n_samples": 512},
+    threads=1,
+    progress=False,
+    distributed=True,
+)
+q = np.random.default_rng(0).normal(size=(3, 8))
+print(json.dumps([os.environ["RANK"], result.potential.energy(q).value.tolist()]))
+"""
+
+
+def test_every_rank_returns_the_same_result(tmp_path):
+    script = tmp_path / "every_rank.py"
+    script.write_text(EVERY_RANK)
+    run = _torchrun(str(script), timeout=180)
+    printed = [json.loads(line) for line in run.stdout.splitlines() if line[:2] == '["']
+    assert sorted(rank for rank, _ in printed) == ["0", "1"]
+    assert printed[0][1] == printed[1][1]

@@ -16,7 +16,6 @@ from scipy.spatial.transform import Rotation
 
 import gala_deeppotential
 from gala_deeppotential.compare import compare_orbits
-from gala_deeppotential.potential import fit_potential
 from gala_deeppotential.export import AsphericityWarning
 from gala_deeppotential.gala_potential import (
     EXTRAPOLATION_FACTOR,
@@ -25,6 +24,7 @@ from gala_deeppotential.gala_potential import (
 )
 from gala_deeppotential.mocks import PlummerTruth
 from gala_deeppotential.nn import ACTIVATIONS, PotentialNet
+from gala_deeppotential.potential import fit_potential
 
 # The CI model of the Plummer tests: 2^14 points and 1000 steps take about a
 # minute on one thread (the full fit, 2^15 points and 2000 steps, about three).

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from gala_deeppotential.df import FlowEnsemble
-from gala_deeppotential.potential import fit_potential
 from gala_deeppotential.flows import build_flow
 from gala_deeppotential.gala_potential import DeepPotential
 from gala_deeppotential.mocks import PlummerTruth
+from gala_deeppotential.potential import fit_potential
 
 pytestmark = [
     pytest.mark.gpu,
@@ -112,7 +112,7 @@ def test_potential_fit_on_gpu_recovers_plummer_like_the_cpu():
         g_true = truth.grad_phi(x_test)
         rel = np.linalg.norm(grad - g_true, axis=1) / np.linalg.norm(g_true, axis=1)
         errors[device] = float(np.median(rel))
-    # tests/test_fit.py measures 0.8% on the CPU at this size.
+    # tests/test_potential.py measures 0.8% on the CPU at this size.
     assert errors["cuda"] < 0.015
     assert abs(errors["cuda"] - errors["cpu"]) < 0.005
     # The returned network lives on the CPU, ready for gala.

@@ -1,4 +1,4 @@
-"""Tests for phasespace: catalogue input (to_phase_space) and the Standardizer."""
+"""Tests for phasespace: catalogue input (to_phase_space) and frame records."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from astropy.table import MaskedColumn, QTable, Table
 from gala.dynamics import PhaseSpacePosition
 from gala.units import DimensionlessUnitSystem, UnitSystem, galactic
 
+from gala_deeppotential.df import MIN_STARS
 from gala_deeppotential.mocks import plummer_sample
 from gala_deeppotential.phasespace import (
     DEFAULT_GALCEN_FRAME,
-    MIN_STARS,
     CatalogueError,
     galcen_frame_from_dict,
     galcen_frame_to_dict,
@@ -539,19 +539,22 @@ def test_sky_catalogue_in_dimensionless_units(icrs):
 
 
 def test_too_few_stars(sky_table, truth):
+    # The flows need MIN_STARS; fit() asks for them, to_phase_space alone not.
     assert MIN_STARS > 50
     with pytest.raises(CatalogueError, match="only 50 stars, fewer than min_stars"):
-        to_phase_space(sky_table[:50])
+        to_phase_space(sky_table[:50], min_stars=MIN_STARS)
     with pytest.raises(CatalogueError, match="only 40 stars, fewer"):
-        to_phase_space(truth[:40])
-    assert len(to_phase_space(sky_table[:50], min_stars=50)) == 50
+        to_phase_space(truth[:40], min_stars=MIN_STARS)
+    assert len(to_phase_space(sky_table[:50])) == 50
+    with pytest.raises(CatalogueError, match="holds no stars"):
+        to_phase_space(sky_table[:0])
 
 
 def test_too_few_stars_after_dropping(sky_table):
     table = sky_table[: MIN_STARS + 1]
     table["ra"][:2] = np.nan
     with pytest.raises(CatalogueError, match="after dropping 2"):
-        to_phase_space(table, drop_invalid=True)
+        to_phase_space(table, drop_invalid=True, min_stars=MIN_STARS)
 
 
 def test_ambiguous_pair_shape(truth):

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
+from gala_deeppotential.mocks import PlummerTruth
+from gala_deeppotential.nn import RADIAL_SOFTENING
 from gala_deeppotential.potential import (
     MIN_POINTS,
     PotentialCollapseWarning,
     fit_potential,
 )
-from gala_deeppotential.mocks import PlummerTruth
-from gala_deeppotential.nn import RADIAL_SOFTENING
 
 # Reduced size for CI: 2^13 points, 400 steps (about 8 s on one thread).
 QUICK = {"n_steps": 400, "batch_size": 512, "lr": 1e-2, "progress": False}
@@ -151,7 +151,9 @@ def test_positive_density_penalty_is_active():
     assert np.mean(lap < 0) > 0.8
     # ... with it, no potential does better than a constant one.
     with pytest.raises(RuntimeError, match="collapsed to a constant"):
-        fit_potential(data, seed=0, negative_density_weight=2.0, max_restarts=0, **QUICK)
+        fit_potential(
+            data, seed=0, negative_density_weight=2.0, max_restarts=0, **QUICK
+        )
 
 
 def test_f_form_uses_gradients_of_f(plummer_points, test_points):

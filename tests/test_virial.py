@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from gala_deeppotential.potential import MIN_POINTS, fit_potential
 from gala_deeppotential.mocks import PlummerTruth
+from gala_deeppotential.potential import MIN_POINTS, fit_potential
 from gala_deeppotential.virial import (
-    CHECK_WINDOW,
+    CONVERGED_SCALE,
+    MAX_SCALE,
     VirialOptions,
     VirialWarning,
     calibrate,
@@ -244,20 +248,37 @@ def test_calibrate_declines_an_off_centre_sphere_with_a_warning():
     assert out.virial["dipole"] > 0.5
 
 
-def test_an_unconverged_fit_is_scaled_with_a_warning(stars):
-    x, v = stars
-    x_fit, v_fit = TRUTH.sample(2**12, seed=2)
-    fit = fit_potential(
-        (x_fit, v_fit, *TRUTH.grad_log_f(x_fit, v_fit)),
+@pytest.fixture(scope="module")
+def small_fit():
+    x, v = TRUTH.sample(2**12, seed=2)
+    return fit_potential(
+        (x, v, *TRUTH.grad_log_f(x, v)),
         n_steps=100,
         batch_size=256,
         seed=0,
         progress=False,
     )
+
+
+def _weakened(fit, factor):
+    fit = dataclasses.replace(fit, net=copy.deepcopy(fit.net))
     with torch.no_grad():
-        fit.net.phi_scale.mul_(0.5)  # forces half what they should be
+        fit.net.phi_scale.mul_(factor)
+    return fit
+
+
+def test_an_unconverged_fit_is_scaled_with_a_warning(stars, small_fit):
     with pytest.warns(VirialWarning, match="the fit has not converged"):
-        out = calibrate(fit, x, v)
+        out = calibrate(_weakened(small_fit, 0.7), *stars)
     assert out.virial["applied"]
-    assert out.virial["scale"] == pytest.approx(2, rel=0.05)
-    assert CHECK_WINDOW[3] < 1
+    assert 1 + CONVERGED_SCALE < out.virial["scale"] < MAX_SCALE
+    assert out.virial["scale"] == pytest.approx(
+        calibrate(small_fit, *stars).virial["scale"] / 0.7, rel=1e-6
+    )
+
+
+def test_a_factor_beyond_two_is_declined(stars, small_fit):
+    with pytest.warns(VirialWarning, match="is no calibration"):
+        out = calibrate(_weakened(small_fit, 0.3), *stars)
+    assert not out.virial["applied"]
+    assert out.virial["scale"] > MAX_SCALE
