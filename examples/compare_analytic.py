@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
             progress=False,
         )
         potential, df = result.potential, result.df
+        potential.save(out / "potential.yml")
     x_test, v_test = truth.sample(2**14, seed=10**6)
     held_out = truth.to_phase_space_position(x_test, v_test)
     with warnings.catch_warnings():
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
         "r_bins_over_a": list(R_BINS),
     }
     if df is not None:
+        numbers["virial"] = result.potential_fit.virial
         # The Kullback-Leibler divergence of the flows from the true DF [nats].
         numbers["df_kl_nats"] = float(
             np.mean(truth.log_f(x_test, v_test) - df.log_prob(x_test, v_test).numpy())

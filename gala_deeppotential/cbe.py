@@ -78,7 +78,7 @@ def laplacian(
 
 
 def cbe_loss(
-    residual: torch.Tensor, lap: torch.Tensor, lam: float = 2.0
+    residual: torch.Tensor, lap: torch.Tensor, negative_density_weight: float = 2.0
 ) -> torch.Tensor:
     r"""The loss of Green & Ting (2020), Eq. 3.
 
@@ -97,11 +97,12 @@ def cbe_loss(
         From :func:`stationarity_residual`.
     lap : :class:`torch.Tensor`, shape ``(N,)``
         :math:`\nabla^2\Phi` at the same positions.
-    lam : float
+    negative_density_weight : float
         Weight :math:`\lambda` of the positive-density penalty.
 
     Returns
     -------
     loss : :class:`torch.Tensor`, scalar
     """
-    return (torch.asinh(residual.abs()) + lam * torch.asinh(torch.relu(-lap))).mean()
+    penalty = torch.asinh(torch.relu(-lap))
+    return (torch.asinh(residual.abs()) + negative_density_weight * penalty).mean()

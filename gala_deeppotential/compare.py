@@ -327,8 +327,8 @@ def plot_comparison(
     if extent is None:
         extent = float(np.quantile(r, 0.9))
     grid = np.linspace(-extent, extent, n_grid)
-    gx, gy = np.meshgrid(grid, grid)
-    plane = _with_length(np.stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)]), length)
+    grid_x, grid_y = np.meshgrid(grid, grid)
+    plane = _with_length(np.stack([grid_x.ravel(), grid_y.ravel(), np.zeros(grid_x.size)]), length)
 
     fig = Figure(figsize=(16, 3.8), layout="constrained")
     ax = fig.subplots(1, 4)
@@ -336,28 +336,41 @@ def plot_comparison(
     lims = np.array([phi_r.min(), phi_r.max()])
     ax[0].plot(lims, lims, color="k", lw=1)
     pad = 0.1 * np.ptp(lims)
+    energy = reference.units["specific energy"]
     ax[0].set(
-        xlabel=r"$\Phi_{\rm true}$",
-        ylabel=r"$\Phi_\theta$",
-        title="Φ at stars",
+        xlabel=_unit_label(r"$\Phi_{\rm true}$", energy),
+        ylabel=_unit_label(r"$\Phi_\theta$", energy),
+        title="Φ at the stars",
         ylim=(lims[0] - pad, lims[1] + pad),
     )
-    for a, (name, fn) in zip(
+    density = reference.units["mass density"]
+    for a, (name, fn, unit) in zip(
         ax[1:3],
-        (("Φ", lambda p: p.energy(plane)), ("log10 ρ", lambda p: p.density(plane))),
+        (
+            ("Φ", lambda p: p.energy(plane), energy),
+            ("log10 ρ", lambda p: p.density(plane), density),
+        ),
         strict=True,
     ):
-        vals = [strip_units(fn(p)).reshape(gx.shape) for p in (learned, reference)]
+        vals = [strip_units(fn(p)).reshape(grid_x.shape) for p in (learned, reference)]
         if name != "Φ":
             # Negative learned density is left blank rather than clipped.
             vals = [np.log10(np.where(val > 0, val, np.nan)) for val in vals]
-        _mesh_panel(fig, a, grid, grid, vals[0], limits=(vals[1].min(), vals[1].max()))
-        a.contour(gx, gy, vals[1], colors="w", linewidths=0.7)
+        _mesh_panel(
+            fig,
+            a,
+            grid,
+            grid,
+            vals[0],
+            limits=(vals[1].min(), vals[1].max()),
+            label=_unit_label(name, unit),
+        )
+        a.contour(grid_x, grid_y, vals[1], colors="w", linewidths=0.7)
         a.set(
             aspect="equal",
             xlabel=_unit_label("x", length),
             ylabel=_unit_label("y", length),
-            title=f"learned {name}, z = 0",
+            title=f"learned {name} in z = 0 (white: true)",
         )
     bias_range = np.quantile(bias, [0.01, 0.99]) * 1.5
     if np.ptp(bias_range) == 0:
@@ -608,10 +621,18 @@ def plot_orbits(learned: Orbit, reference: Orbit, *, max_orbits: int = 3) -> Fig
             xlabel=_unit_label("x", length),
             ylabel=_unit_label("y", length),
             aspect="equal",
-            title=f"orbit {k}",
+            title=f"orbit {k}, x-y plane",
         )
-        ax[k, 1].set(xlabel=_unit_label("R", length), ylabel=_unit_label("z", length))
-        ax[k, 2].set(xlabel=_unit_label("t", time), ylabel=_unit_label("r", length))
+        ax[k, 1].set(
+            xlabel=_unit_label("R", length),
+            ylabel=_unit_label("z", length),
+            title=f"orbit {k}, meridional plane",
+        )
+        ax[k, 2].set(
+            xlabel=_unit_label("t", time),
+            ylabel=_unit_label("r", length),
+            title=f"orbit {k}, radius",
+        )
     ax[0, 0].legend(fontsize=8)
     return fig
 
@@ -626,6 +647,15 @@ def _orbit_array(xyz) -> np.ndarray:
 
 
 #: What :func:`plot_error_profiles` draws by default, with axis labels.
+ERROR_TITLES = {
+    "phi": "potential (median)",
+    "acc": "acceleration (median; dashed: 90%)",
+    "a_r_bias": "radial force (median)",
+    "rho": "density (median)",
+    "v_circ": "circular speed (median)",
+    "m_enc": "enclosed mass (median)",
+    "acc_angle": "force direction (median)",
+}
 ERROR_LABELS = {
     "phi": r"$|\Delta\Phi| / |\Phi|$",
     "acc": r"$|\Delta \vec{a}| / |\vec{a}|$",
@@ -700,7 +730,12 @@ def plot_error_profiles(
         else:
             a.set_yscale("log")
         unit = getattr(next(iter(tables.values()))["r_max"], "unit", None)
-        a.set(xscale="log", xlabel=_unit_label("r", unit), ylabel=ERROR_LABELS[name])
+        a.set(
+            xscale="log",
+            xlabel=_unit_label("r", unit),
+            ylabel=ERROR_LABELS[name],
+            title=ERROR_TITLES[name],
+        )
     if len(tables) > 1:
         ax[0].legend(fontsize=8)
     return fig

@@ -32,7 +32,7 @@ from .standardizer import Standardizer
 
 Flow = BatchedFlow | FactorizedFlow
 
-#: Default ensemble size K (see ``docs/benchmarks.md`` for how it was chosen).
+#: Default ensemble size K (``docs/record.md`` has how it was chosen).
 DEFAULT_N_FLOWS = 16
 
 MIN_STARS = 1000

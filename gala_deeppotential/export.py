@@ -109,10 +109,9 @@ def to_spherical_spline(
     r_max : :class:`~astropy.units.Quantity`, numeric [length], optional
         Outer knot; default ``data_radius``.
     n_knots : int
-        Number of knots, including ``r = 0``. On a trained Plummer network
-        32 knots measured as accurate as 64 and 128 (median force error
-        0.15% against the network) and evaluate fastest: orbits cost 2.1×
-        gala's C Plummer, against 3.2× and 3.9× (``docs/benchmarks.md``).
+        Number of knots, including ``r = 0``. More knots cost more per
+        evaluation (GSL's interpolation search), and on a trained Plummer
+        network 32 were as accurate as 64 and 128 (``docs/benchmarks.md``).
     r_min : :class:`~astropy.units.Quantity`, numeric [length], optional
         Innermost non-zero knot; default ``r_max / 1000``.
     n_directions : int

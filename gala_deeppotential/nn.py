@@ -74,7 +74,7 @@ class PotentialNet(nn.Module):
     n_layers : int
         Number of hidden layers.
     activation : {"silu", "tanh", "softplus"}
-        A smooth activation; SiLU measured best (see ``docs/benchmarks.md``).
+        A smooth activation; SiLU measured best (``docs/record.md``).
     length_scale : float
         :math:`s_x`, in the caller's length unit.
     phi_scale : float

@@ -28,7 +28,7 @@ from .options import options_dict, resolve_options
 from .runtime import member_generator, torch_threads
 from .standardizer import Standardizer
 
-#: Default training length in epochs (see ``docs/benchmarks.md``).
+#: Default training length in epochs (``docs/record.md`` has how it was chosen).
 DEFAULT_EPOCHS = 16
 
 _CHECKPOINT_KIND = "flow_ensemble_checkpoint"

@@ -78,7 +78,7 @@ def test_loss_values():
     )
     assert cbe_loss(res, lap).item() == pytest.approx(expected, rel=1e-6)
     # lambda = 0 drops the density penalty; positive Laplacians never count.
-    assert cbe_loss(res, lap, lam=0.0).item() == pytest.approx(
+    assert cbe_loss(res, lap, negative_density_weight=0.0).item() == pytest.approx(
         np.mean(np.arcsinh([0.0, 1.0, 2.0, 0.5])), rel=1e-6
     )
     assert cbe_loss(torch.zeros(3), torch.tensor([0.1, 5.0, 2.0])).item() == 0.0

@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
 
@@ -31,8 +34,8 @@ def test_compare_orbits_example(tmp_path):
         ]
     )
     # A 400-step fit on 2^13 exact-gradient points; measured medians: pericentre
-    # 0.35%, apocentre 0.058%, period 0.14% (1.1/0.40/0.55% without the radial
-    # input of the Φ network, now the default).
+    # 0.35%, apocentre 0.058%, period 0.14% (1.1/0.40/0.55% with the paper's
+    # network of x alone, radial=False).
     limits = {"pericenter": 0.01, "apocenter": 0.003, "period": 0.005}
     for key, limit in limits.items():
         assert result[f"median_rel_diff_{key}"] < limit, key
@@ -41,30 +44,49 @@ def test_compare_orbits_example(tmp_path):
     assert out.stat().st_size > 10_000
 
 
-def test_plummer_end_to_end_example(tmp_path):
+@pytest.fixture(scope="module")
+def plummer_seeds(tmp_path_factory):
+    """The example at a tiny but trained size, for seeds 0, 1 and 2.
+
+    2^13 stars and many small flow steps (690 per member at batch 64), Φ
+    fitted for 800 steps of 256 points: about 25 s per seed on one thread.
+    Full-size numbers are in docs/examples.md.
+    """
     example = _load("plummer_end_to_end")
-    # Tiny but trained: 2^13 stars and many small flow steps (690 per member
-    # at batch 64), Φ fitted for 800 steps of 256 points; about 25 s on one
-    # thread. Full-size numbers are in docs/examples.md.
     sizes = ["--n-stars", "8192", "--n-flows", "2", "--df-epochs", "6"]
     sizes += ["--df-batch-size", "64", "--df-lr", "5e-3", "--n-phi", "2048"]
     sizes += ["--phi-steps", "800", "--phi-batch-size", "256", "--threads", "1"]
-    result = example.main(
-        [*sizes, "--n-orbits", "4", "--orbit-steps", "600", "--out", str(tmp_path)]
-    )
-    # Measured for seeds 0, 1, 2 (this test runs seed 0), with the virial
-    # calibration by the stars: KL 0.048, 0.079, 0.053 nats; within 3b Φ 1.2%,
-    # 1.8%, 0.9%; acceleration 6.3%, 10.4%, 5.9%; radial force bias -0.6%,
-    # -4.2%, +0.25% (-6.2%, -14.2%, -7.6% before the calibration); density
-    # 9.7%, 13%, 8.0%; orbits' energy drift 2e-4, 2e-4, 3e-4.
-    assert 0 < result["df_kl_nats"] < 0.15
-    assert result["phi_r_lt_3b"] < 0.03
-    assert result["acc_r_lt_3b"] < 0.12
-    assert abs(result["a_r_bias_r_lt_3b"]) < 0.02
-    assert result["rho_r_lt_3b"] < 0.2
-    assert result["orbit_median_energy_drift"] < 1e-3
-    for name in ("fig2_df", "fig3_potential", "errors", "orbits"):
-        assert (tmp_path / f"{name}.png").stat().st_size > 10_000, name
+    runs = []
+    for seed in range(3):
+        out = tmp_path_factory.mktemp(f"plummer{seed}")
+        argv = [*sizes, "--n-orbits", "4", "--orbit-steps", "600", "--seed"]
+        runs.append((out, example.main([*argv, str(seed), "--out", str(out)])))
+    return runs
+
+
+def test_plummer_end_to_end_example(plummer_seeds):
+    # Measured for seeds 0-4 (within 3 b): KL 0.045, 0.073, 0.050, 0.060,
+    # 0.041 nats; Φ 1.3, 2.1, 0.95, 1.2, 0.84%; acceleration 6.5, 11.5, 6.1,
+    # 7.6, 5.9%; radial force bias +0.08, -6.8, -0.43, -0.17, -1.6%,
+    # after virial scales of 1.08-1.16 (1.16 warns: so short a fit has not
+    # converged); density 9.5, 14, 8.6, 16, 11%;
+    # orbits' energy drift 1e-5 to 5e-5. Each seed within the bounds that
+    # hold for all five, and the median of three within tighter ones.
+    summaries = [metrics["summary_r_lt_3b"] for _, metrics in plummer_seeds]
+    for (out, metrics), summary in zip(plummer_seeds, summaries, strict=True):
+        assert 0 < metrics["df_kl_nats"] < 0.15
+        assert summary["phi"] < 0.03
+        assert summary["acc"] < 0.15
+        assert abs(summary["a_r_bias"]) < 0.1
+        assert summary["rho"] < 0.25
+        assert metrics["orbits"]["energy_drift"] < 1e-3
+        assert metrics["virial"]["applied"]
+        for name in ("df", "potential", "errors", "orbits"):
+            assert (out / f"{name}.png").stat().st_size > 10_000, name
+    median = {key: np.median([s[key] for s in summaries]) for key in summaries[0]}
+    assert median["acc"] < 0.09
+    assert abs(median["a_r_bias"]) < 0.02
+    assert median["phi"] < 0.018
 
 
 def test_compare_analytic_example(tmp_path):

@@ -623,9 +623,9 @@ class TestContractTrainedPlummer(PotentialContract):
 
 def test_orbits_match_analytic_plummer(plummer_deep):
     rel = _orbit_agreement(plummer_deep)
-    # CI model measured, with the radial input of today's default network:
-    # pericentre 0.092%, apocentre 0.023%, period 0.026% (the paper's network,
-    # fit defaults of 6610bca: 0.57%, 0.09%, 0.10%).
+    # CI model measured, with the default radial input: pericentre 0.092%,
+    # apocentre 0.023%, period 0.026% (the paper's network of x alone, with
+    # radial=False: 0.57%, 0.09%, 0.10%).
     assert rel["pericenter"] < 0.003, rel
     assert rel["apocenter"] < 0.001, rel
     assert rel["period"] < 0.001, rel

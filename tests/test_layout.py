@@ -1,4 +1,4 @@
-"""The package's layout: layers that import downwards only, and parts of a readable size.
+"""The layout: layers that import downwards only, and parts of a readable size.
 
 ``docs/architecture.md`` draws the same layers; the test checks that it names
 every module, so the page and the code cannot drift apart.

@@ -107,7 +107,8 @@ def test_fit_result_records(quick_fit, plummer_points):
     r_e = quick_fit.gauge["r_edge"]
     m_true = r_e**3 / (1 + r_e**2) ** 1.5
     assert quick_fit.gauge["mass_edge_over_G"] == pytest.approx(m_true, rel=0.03)
-    assert quick_fit.config["form"] == "log_f" and quick_fit.config["lam"] == 2.0
+    assert quick_fit.config["residual"] == "log_f"
+    assert quick_fit.config["negative_density_weight"] == 2.0
 
 
 def test_same_seed_is_bit_identical(plummer_points):
