@@ -328,7 +328,9 @@ def plot_comparison(
         extent = float(np.quantile(r, 0.9))
     grid = np.linspace(-extent, extent, n_grid)
     grid_x, grid_y = np.meshgrid(grid, grid)
-    plane = _with_length(np.stack([grid_x.ravel(), grid_y.ravel(), np.zeros(grid_x.size)]), length)
+    plane = _with_length(
+        np.stack([grid_x.ravel(), grid_y.ravel(), np.zeros(grid_x.size)]), length
+    )
 
     fig = Figure(figsize=(16, 3.8), layout="constrained")
     ax = fig.subplots(1, 4)

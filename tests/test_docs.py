@@ -44,7 +44,7 @@ def test_docs_hold_no_control_characters():
         if path.suffix not in (".md", ".rst", ".py") or "_build" in path.parts:
             continue
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-            if any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in line):
+            if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in line):
                 bad.append(f"{path.name}:{number + 1}")
     assert not bad, bad
 
