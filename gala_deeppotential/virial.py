@@ -395,24 +395,25 @@ def _reason_to_decline(
     """Why the scale of ``main`` may not be applied, or None if it may."""
     remedy = (
         "give the centre and radius of the volume where the sample is complete "
-        "(VirialOptions(center=, radius=), deep-potential fit --virial-center/"
-        "--virial-radius), or turn the calibration off (virial=False, --no-virial)"
+        "with VirialOptions(center=, radius=) or --virial-center and "
+        "--virial-radius, or turn the calibration off with virial=False or "
+        "--no-virial"
     )
     unconverged = "train longer: more flow epochs and Φ steps"
     scale, error = main["scale"], main["error"]
     if options.center is None and main["dipole"] > MAX_DIPOLE:
         return (
             f"the forces in its window all pull one way (dipole {main['dipole']:.2f}"
-            f" > {MAX_DIPOLE}): either the stars are not a sample about their "
-            "system's centre, like a local or heliocentric volume, and the "
-            f"theorem needs a window where the sample is complete ({remedy}), or "
-            f"the fit has not converged ({unconverged})"
+            f" > {MAX_DIPOLE}): either the fit has not converged ({unconverged}), "
+            "or the stars are not a sample about their system's centre, like a "
+            "local or heliocentric volume, and the theorem needs a window where "
+            f"the sample is complete: {remedy}"
         )
     if not 1 / MAX_SCALE <= scale <= MAX_SCALE:
         return (
             f"a scale of {scale:.3f} ± {error:.3f} is no calibration: either the "
-            f"fit has not converged ({unconverged}) or the sample is not complete "
-            f"inside the window ({remedy})"
+            f"fit has not converged ({unconverged}), or the sample is not "
+            f"complete inside the window: {remedy}"
         )
     ratio = scale / check["scale"]
     spread = np.hypot(error / scale, check["error"] / check["scale"])
@@ -420,9 +421,9 @@ def _reason_to_decline(
         return (
             f"the scale changes with the window ({scale:.3f} ± {error:.3f}, and "
             f"{check['scale']:.3f} ± {check['error']:.3f} in the inner stars): "
-            f"either the sample is not complete inside the window ({remedy}), or "
-            "the fit has not converged and its forces have the wrong radial "
-            f"profile ({unconverged})"
+            "either the fit has not converged and its forces have the wrong "
+            f"radial profile ({unconverged}), or the sample is not complete "
+            f"inside the window: {remedy}"
         )
     return None
 
