@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from gala_deeppotential.df import FlowEnsemble, FlowOptions
-from gala_deeppotential.flows import FACTORIZATIONS
 from gala_deeppotential.mocks import PlummerTruth
+from gala_deeppotential.options import add_option_arguments, parsed_options
 
 # Radial bins for the breakdown of the nabla_v ln f error, in units of b.
 RADIAL_BINS = ((0.0, 1.0), (1.0, 3.0), (3.0, 10.0))
@@ -96,24 +96,15 @@ def step_timing(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Fit a DF to a Plummer sample and print its scores as one JSON object."""
-    defaults = FlowOptions()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n-stars", type=int, default=2**17)
-    parser.add_argument("--n-flows", type=int, default=defaults.n_flows)
     parser.add_argument("--epochs", type=int, default=None, help="fit() default")
     parser.add_argument(
         "--time-limit", type=float, default=None, help="fit budget in seconds"
     )
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--n-transforms", type=int, default=defaults.n_transforms)
-    parser.add_argument("--n-bins", type=int, default=defaults.n_bins)
-    parser.add_argument("--hidden-features", type=int, default=defaults.hidden_features)
-    parser.add_argument("--n-hidden-layers", type=int, default=defaults.n_hidden_layers)
-    parser.add_argument("--activation", default=defaults.activation)
-    parser.add_argument(
-        "--factorization", default="joint", choices=sorted(FACTORIZATIONS)
-    )
+    add_option_arguments(parser.add_argument_group("the flows"), FlowOptions)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
@@ -163,16 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     truth = PlummerTruth()
     x, v = truth.sample(n_stars, seed=args.seed + 1000)
-    df = FlowEnsemble(
-        n_flows=args.n_flows,
-        n_transforms=args.n_transforms,
-        n_bins=args.n_bins,
-        hidden_features=args.hidden_features,
-        n_hidden_layers=args.n_hidden_layers,
-        activation=args.activation,
-        factorization=args.factorization,
-        device=args.device,
-    )
+    df = FlowEnsemble(parsed_options(args, FlowOptions), device=args.device)
     t0 = time.perf_counter()
     df.fit(np.hstack([x, v]), **fit_options)
     wall = time.perf_counter() - t0

@@ -26,7 +26,7 @@ import torch
 
 from . import io
 from .flows import BatchedFlow, FactorizedFlow, build_flow, flow_class
-from .options import options_dict, resolve_options
+from .options import coerce_fields, options_dict, resolve_options
 from .runtime import resolve_device
 from .standardizer import Standardizer
 
@@ -102,11 +102,7 @@ class FlowOptions:
             raise ValueError(
                 f"n_flows must be a positive integer, got {self.n_flows!r}"
             )
-        for name in ("n_flows", "n_transforms", "n_bins", "hidden_features"):
-            object.__setattr__(self, name, int(getattr(self, name)))
-        object.__setattr__(self, "n_hidden_layers", int(self.n_hidden_layers))
-        object.__setattr__(self, "tail_bound", float(self.tail_bound))
-        object.__setattr__(self, "asinh_axes", tuple(int(i) for i in self.asinh_axes))
+        coerce_fields(self)
 
 
 class FlowEnsemble:
@@ -196,19 +192,15 @@ class FlowEnsemble:
         Member k starts as member ``first_member + k`` of any ensemble with
         this ``seed`` (see :class:`~gala_deeppotential.flows.BatchedFlow`).
         """
-        opts = self.options
+        architecture = options_dict(self.options)
+        n_members = architecture.pop("n_flows")
+        del architecture["asinh_axes"]  # the standardizer's, not the flows'
         return build_flow(
             6,
-            n_members=opts.n_flows,
-            n_transforms=opts.n_transforms,
-            n_bins=opts.n_bins,
-            hidden_features=opts.hidden_features,
-            n_hidden_layers=opts.n_hidden_layers,
-            tail_bound=opts.tail_bound,
-            activation=opts.activation,
+            n_members=n_members,
             seed=seed,
             first_member=first_member,
-            factorization=opts.factorization,
+            **architecture,
         ).to(self.device)
 
     def fit(self, data: np.ndarray | torch.Tensor, **settings: Any) -> FlowEnsemble:

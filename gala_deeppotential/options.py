@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = [
     "add_option_arguments",
+    "coerce_fields",
     "options_dict",
     "parsed_options",
     "resolve_options",
@@ -75,6 +76,30 @@ def resolve_options(
             f"its settings are {', '.join(names)}"
         )
     return cls(**values)
+
+
+# Conversions of the annotations the options dataclasses use.
+_CONVERSIONS = {
+    "int": int,
+    "float": float,
+    "float | None": lambda value: None if value is None else float(value),
+    "bool": bool,
+    "str": str,
+    "tuple[int, ...]": lambda value: tuple(int(i) for i in value),
+}
+
+
+def coerce_fields(options: Any) -> None:
+    """Convert each field of a frozen options dataclass to its annotated type.
+
+    So that ``epochs=8.0`` or a NumPy integer from a script is stored, and
+    recorded in checkpoints, as the plain ``int`` 8. Fields of other types
+    are left as they are.
+    """
+    for f in dataclasses.fields(options):
+        convert = _CONVERSIONS.get(str(f.type))
+        if convert is not None:
+            object.__setattr__(options, f.name, convert(getattr(options, f.name)))
 
 
 def options_dict(options: Any) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from . import io
 from .cbe import cbe_loss, stationarity_residual
 from .directions import sphere_directions
 from .nn import RADIAL_SOFTENING, PotentialNet
-from .options import options_dict, resolve_options
+from .options import coerce_fields, options_dict, resolve_options
 from .runtime import progress_bar, resolve_device, seeded, torch_threads
 
 #: Fewest phase-space points a fit accepts; below this the validation split
@@ -142,6 +142,7 @@ class PotentialOptions:
     max_restarts: int = 3
 
     def __post_init__(self) -> None:
+        coerce_fields(self)
         if self.residual not in _RESIDUALS:
             raise ValueError(f"residual must be 'log_f' or 'f', got {self.residual!r}")
         if self.gauge not in _GAUGES:

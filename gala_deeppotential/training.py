@@ -24,7 +24,7 @@ import torch
 
 from . import io
 from .df import FlowEnsemble, FlowOptions, empty_history, phase_space_tensor
-from .options import options_dict, resolve_options
+from .options import coerce_fields, options_dict, resolve_options
 from .runtime import member_generator, torch_threads
 from .standardizer import Standardizer
 
@@ -92,13 +92,7 @@ class TrainingOptions:
             raise ValueError("validation_fraction must lie in (0, 1)")
         if not self.jitter >= 0:
             raise ValueError(f"jitter must be >= 0, got {self.jitter!r}")
-        for name in ("epochs", "batch_size", "patience"):
-            object.__setattr__(self, name, int(getattr(self, name)))
-        for name in ("lr", "warmup_fraction", "validation_fraction", "clip_norm"):
-            object.__setattr__(self, name, float(getattr(self, name)))
-        object.__setattr__(self, "jitter", float(self.jitter))
-        if self.time_limit is not None:
-            object.__setattr__(self, "time_limit", float(self.time_limit))
+        coerce_fields(self)
 
 
 @dataclass(frozen=True, kw_only=True)
