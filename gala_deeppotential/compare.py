@@ -334,17 +334,8 @@ def plot_comparison(
 
     fig = Figure(figsize=(16, 3.8), layout="constrained")
     ax = fig.subplots(1, 4)
-    ax[0].scatter(phi_r, phi_l, s=2, alpha=0.4)
-    lims = np.array([phi_r.min(), phi_r.max()])
-    ax[0].plot(lims, lims, color="k", lw=1)
-    pad = 0.1 * np.ptp(lims)
     energy = reference.units["specific energy"]
-    ax[0].set(
-        xlabel=_unit_label(r"$\Phi_{\rm true}$", energy),
-        ylabel=_unit_label(r"$\Phi_\theta$", energy),
-        title="Φ at the stars",
-        ylim=(lims[0] - pad, lims[1] + pad),
-    )
+    _phi_panel(ax[0], phi_r, phi_l, energy)
     density = reference.units["mass density"]
     for a, (name, fn, unit) in zip(
         ax[1:3],
@@ -387,6 +378,20 @@ def plot_comparison(
         ylim=bias_range,
     )
     return fig
+
+
+def _phi_panel(ax: Axes, phi_r: np.ndarray, phi_l: np.ndarray, unit) -> None:
+    """Learned against reference Φ at the stars, with the line of equality."""
+    ax.scatter(phi_r, phi_l, s=2, alpha=0.4)
+    lims = np.array([phi_r.min(), phi_r.max()])
+    ax.plot(lims, lims, color="k", lw=1)
+    pad = 0.1 * np.ptp(lims)
+    ax.set(
+        xlabel=_unit_label(r"$\Phi_{\rm true}$", unit),
+        ylabel=_unit_label(r"$\Phi_\theta$", unit),
+        title="Φ at the stars",
+        ylim=(lims[0] - pad, lims[1] + pad),
+    )
 
 
 def _mesh_panel(
