@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_output
 BENCH_OUT ?= bench_output
 BENCH_THREADS ?= 2
+# Test processes: each runs one torch thread, so two use both of CI's cores.
+TEST_WORKERS ?= 2
 
 .PHONY: venv test demo bench bench-quick docs lint clean
 
@@ -25,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 demo: $(STAMP)
 	$(BIN)/deep-potential demo --output $(DEMO_OUT)

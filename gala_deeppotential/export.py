@@ -9,7 +9,15 @@ placement. :class:`~gala_deeppotential.DeepPotential` has them as methods too.
 
 from __future__ import annotations
 
-__all__ = ["AsphericityWarning", "asphericity", "to_scf", "to_spherical_spline"]
+__all__ = [
+    "AsphericityWarning",
+    "NonAxisymmetryWarning",
+    "asphericity",
+    "nonaxisymmetry",
+    "to_cylspline",
+    "to_scf",
+    "to_spherical_spline",
+]
 
 import warnings
 from typing import TYPE_CHECKING
@@ -19,6 +27,7 @@ from gala.potential import SCFPotential, SphericalSplinePotential
 from gala.potential.scf import compute_coeffs_discrete
 from gala.units import DimensionlessUnitSystem
 
+from .cylspline import MultipoleCylSplinePotential
 from .directions import sphere_directions
 
 if TYPE_CHECKING:
@@ -27,6 +36,10 @@ if TYPE_CHECKING:
 
 class AsphericityWarning(UserWarning):
     """A spherical export was made of a potential that is measurably aspherical."""
+
+
+class NonAxisymmetryWarning(UserWarning):
+    """An axisymmetric export was made of a potential that measurably is not."""
 
 
 def _export_radius(pot: DeepPotential, r_max) -> float:
@@ -176,6 +189,130 @@ def to_spherical_spline(
         interpolation_method=interpolation_method,
         units=pot.units,
         origin=pot.origin.copy(),
+    )
+
+
+def nonaxisymmetry(
+    pot: DeepPotential,
+    r_max=None,
+    z_max=None,
+    n_points: int = 32,
+    n_phi: int = 32,
+) -> float:
+    r"""How far the forces are from axisymmetric about the z axis, as a fraction.
+
+    .. math::
+
+        \epsilon = \left[\frac{\sum\langle|\nabla\Phi
+        - \bar{g}(R, z)|^2\rangle_\phi}{\sum|\bar{g}(R, z)|^2}\right]^{1/2},
+
+    with :math:`\bar{g}` the azimuthal average of the force's cylindrical
+    components, on an R-z grid out to ``r_max`` and ``z_max`` (log-spaced,
+    ``n_points`` a side) in the network's frame. It is the relative RMS force
+    error of :func:`to_cylspline`'s azimuthal average.
+
+    Parameters
+    ----------
+    r_max, z_max : :class:`~astropy.units.Quantity`, numeric [length], optional
+        Extent of the grid; default ``data_radius`` both.
+    n_points, n_phi : int
+        Grid points per side, and azimuths.
+
+    Returns
+    -------
+    epsilon : float
+    """
+    r_max = _export_radius(pot, r_max)
+    z_max = r_max if z_max is None else float(pot._remove_units(z_max))
+    R = np.geomspace(r_max / 100, r_max, n_points)
+    z = np.concatenate([[0.0], np.geomspace(z_max / 100, z_max, n_points - 1)])
+    phi = 2 * np.pi * (np.arange(n_phi) + 0.5) / n_phi
+    RR, zz, pp = np.meshgrid(R, z, phi, indexing="ij")
+    xyz = np.stack([RR * np.cos(pp), RR * np.sin(pp), zz], axis=-1).reshape(-1, 3)
+    grad = pot.network_gradient(xyz).reshape(*RR.shape, 3)
+    g_R = grad[..., 0] * np.cos(pp) + grad[..., 1] * np.sin(pp)
+    g_phi = -grad[..., 0] * np.sin(pp) + grad[..., 1] * np.cos(pp)
+    cylindrical = np.stack([g_R, g_phi, grad[..., 2]], axis=-1)
+    mean = cylindrical.mean(axis=2, keepdims=True)
+    mean[..., 1] = 0.0  # an axisymmetric force has no azimuthal component
+    residual = np.sum((cylindrical - mean) ** 2, axis=-1).mean(axis=2)
+    return float(np.sqrt(residual.sum() / np.sum(mean[:, :, 0] ** 2)))
+
+
+def to_cylspline(
+    pot: DeepPotential,
+    r_max=None,
+    z_max=None,
+    *,
+    n_R: int = 64,
+    n_z: int = 64,
+    r_min=None,
+    n_phi: int = 16,
+    axisymmetry_tolerance: float = 0.01,
+) -> MultipoleCylSplinePotential:
+    r"""Export the azimuthally averaged potential as a C-speed R-z spline.
+
+    Tabulates :math:`\bar\Phi(R, z)`, the average of :math:`\Phi_\theta`
+    over ``n_phi`` azimuths and over :math:`\pm z`, on a grid of ``n_R``
+    radii and ``n_z`` heights (0, then log-spaced from ``r_min`` to the
+    extent), for :class:`~.cylspline.MultipoleCylSplinePotential`, gala's
+    ``CylSplinePotential`` with its far field fitted here. Beyond the grid it
+    continues as an outer multipole expansion fitted to the grid's edge, so
+    the network's gauge (:math:`\Phi \to 0` at infinity for the
+    ``"kepler"`` gauge) carries on.
+
+    Parameters
+    ----------
+    r_max, z_max : :class:`~astropy.units.Quantity`, numeric [length], optional
+        Extent of the grid in R and z; default ``data_radius`` both.
+    n_R, n_z : int
+        Grid points in R and z, including 0. On a disc fitted on exact
+        gradients 64 reproduce the network's forces to 0.1% (median, see
+        ``docs/benchmarks.md``).
+    r_min : :class:`~astropy.units.Quantity`, numeric [length], optional
+        Innermost non-zero grid point; default ``r_max / 1000``.
+    n_phi : int
+        Azimuths in the average.
+    axisymmetry_tolerance : float
+        Warn with :class:`NonAxisymmetryWarning` when :func:`nonaxisymmetry`
+        exceeds this: the export then misses forces by about that fraction.
+
+    Returns
+    -------
+    pot : :class:`~.cylspline.MultipoleCylSplinePotential`
+        In the same unit system, with the same ``origin`` and ``R``.
+    """
+    r_max = _export_radius(pot, r_max)
+    z_max = r_max if z_max is None else float(pot._remove_units(z_max))
+    r_min = r_max / 1000 if r_min is None else float(pot._remove_units(r_min))
+    if not 0 < r_min < min(r_max, z_max):
+        raise ValueError(
+            f"need 0 < r_min < r_max, z_max; got {r_min}, {r_max}, {z_max}"
+        )
+    epsilon = nonaxisymmetry(pot, r_max, z_max)
+    if epsilon > axisymmetry_tolerance:
+        warnings.warn(
+            f"the potential is not axisymmetric: the axisymmetric export misses "
+            f"the forces by {100 * epsilon:.2g}% (RMS) within R, |z| < "
+            f"{r_max:.4g}, {z_max:.4g}",
+            NonAxisymmetryWarning,
+            stacklevel=2,
+        )
+    grid_R = np.concatenate([[0.0], np.geomspace(r_min, r_max, n_R - 1)])
+    grid_z = np.concatenate([[0.0], np.geomspace(r_min, z_max, n_z - 1)])
+    phi = 2 * np.pi * (np.arange(n_phi) + 0.5) / n_phi
+    RR, zz, pp = np.meshgrid(grid_R, grid_z, phi, indexing="ij")
+    values = np.zeros(RR.shape[:2])
+    for sign in (1.0, -1.0):
+        xyz = np.stack([RR * np.cos(pp), RR * np.sin(pp), sign * zz], axis=-1)
+        values += pot.network_energy(xyz.reshape(-1, 3)).reshape(RR.shape).mean(axis=2)
+    return MultipoleCylSplinePotential(
+        grid_R=_with_units(pot, grid_R, "length"),
+        grid_z=_with_units(pot, grid_z, "length"),
+        grid_Phi=_with_units(pot, values / 2, "specific energy"),
+        units=pot.units,
+        origin=pot.origin.copy(),
+        R=None if pot.R is None else pot.R.copy(),
     )
 
 

@@ -461,6 +461,12 @@ class DeepPotential(PotentialBase):
 
         return to_spherical_spline(self, r_max, **options)
 
+    def to_cylspline(self, r_max=None, z_max=None, **options):
+        """A C-speed axisymmetric R-z spline; see :func:`.export.to_cylspline`."""
+        from .export import to_cylspline
+
+        return to_cylspline(self, r_max, z_max, **options)
+
     def to_scf(self, nmax: int, lmax: int, **options):
         """A C-speed basis-function expansion; see :func:`.export.to_scf`."""
         from .export import to_scf

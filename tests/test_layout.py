@@ -28,6 +28,7 @@ LAYERS = {
     "flows": 1,
     "cbe": 1,
     "nn": 1,
+    "cylspline": 1,
     "df": 2,
     "training": 3,
     "potential": 3,
