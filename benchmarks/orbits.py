@@ -1,10 +1,13 @@
-"""Orbit speed of ``DeepPotential`` and its C-speed exports against gala's C Plummer.
+"""Orbit speed of ``DeepPotential`` and its C-speed exports against gala's C potentials.
 
 Integrates the same 1000 orbits (drawn from the Plummer DF, m = 1e11 Msun,
 b = 3 kpc) for 1000 Leapfrog steps in gala's C ``PlummerPotential``, in a
 ``DeepPotential`` trained on the exact Plummer gradients, and in its spline
-and SCF exports, all in one run, and prints one JSON object: the ratios to
-the C potential, the raw seconds (best of ``--repeats``), and the accuracy of
+and SCF exports; and 1000 disc orbits in its axisymmetric R-z spline export
+against gala's C ``MiyamotoNagaiPotential`` (m = 1e11 Msun, a = 3 kpc,
+b = 0.3 kpc) and the same spline tabulated from that disc (the floor of any
+such export). All in one run; it prints one JSON object: the ratios to the C
+potentials, the raw seconds (best of ``--repeats``), and the accuracy of
 each export against the ``DeepPotential`` it came from.
 
 Run from the repository root::
@@ -33,6 +36,7 @@ from gala.potential.scf import SCFPotential
 from gala.units import galactic
 from machine import describe
 
+from gala_deeppotential.cylspline import MultipoleCylSplinePotential
 from gala_deeppotential.gala_potential import DeepPotential, ExtrapolationWarning
 from gala_deeppotential.mocks import PlummerTruth
 from gala_deeppotential.potential import fit_potential
@@ -143,9 +147,18 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     scf = deep.to_scf(nmax=args.nmax, lmax=args.lmax)
     scf_build = time.perf_counter() - start
+    start = time.perf_counter()
+    cylspline = deep.to_cylspline(axisymmetry_tolerance=1.0)
+    cylspline_build = time.perf_counter() - start
+    c_disc = gp.MiyamotoNagaiPotential(
+        m=1e11 * u.Msun, a=3 * u.kpc, b=0.3 * u.kpc, units=galactic
+    )
+    grid = cylspline.parameters["grid_R"]
+    disc_floor = MultipoleCylSplinePotential.from_potential(c_disc, grid, grid)
 
     x, v = truth.sample(args.n_orbits, seed=7)
     w0 = np.concatenate([x.T, v.T])
+    w0_disc = _disc_orbits(c_disc, args.n_orbits)
     c_plummer = truth.potential()
     with warnings.catch_warnings():
         # A few DF orbits reach beyond the data; that does not change the cost.
@@ -169,6 +182,11 @@ def main(argv: list[str] | None = None) -> dict:
                 args.n_steps,
                 args.repeats,
             ),
+            "c_disc": time_orbits(c_disc, w0_disc, args.n_steps, args.repeats),
+            "cylspline": time_orbits(cylspline, w0_disc, args.n_steps, args.repeats),
+            "cylspline_floor": time_orbits(
+                disc_floor, w0_disc, args.n_steps, args.repeats
+            ),
         }
 
     radius = float(deep.parameters["data_radius"].value)
@@ -180,11 +198,18 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio_spline_vs_c": seconds["spline"] / seconds["c"],
         "ratio_scf_vs_c": seconds["scf"] / seconds["c"],
         "ratio_scf_one_term_vs_c": seconds["scf_one_term"] / seconds["c"],
+        "ratio_cylspline_vs_c": seconds["cylspline"] / seconds["c_disc"],
+        "ratio_cylspline_floor_vs_c": seconds["cylspline_floor"] / seconds["c_disc"],
         "seconds": seconds,
-        "seconds_build": {"spline": spline_build, "scf": scf_build},
+        "seconds_build": {
+            "spline": spline_build,
+            "scf": scf_build,
+            "cylspline": cylspline_build,
+        },
         "accuracy_vs_deep": {
             "spline": export_accuracy(spline, deep, x_test),
             "scf": export_accuracy(scf, deep, x_test),
+            "cylspline": export_accuracy(cylspline, deep, x_test),
         },
         "accuracy_unit": {"energy_offset": str(deep.units["specific energy"])},
         "setup": {
@@ -202,12 +227,27 @@ def main(argv: list[str] | None = None) -> dict:
                 "keep_gauge": keep_gauge,
             },
             "scf": {"nmax": args.nmax, "lmax": args.lmax},
+            "cylspline": {"grid": [len(grid), len(cylspline.parameters["grid_z"])]},
+            "disc_orbits": "near-circular, R in 2-15 kpc, c_disc's v_circ",
             "data_radius_kpc": radius,
             **describe(load_before),
         },
     }
     print(json.dumps(result, indent=2))
     return result
+
+
+def _disc_orbits(disc: gp.PotentialBase, n: int) -> np.ndarray:
+    """``n`` warm disc orbits: R in 2-15 kpc, 10% velocity kicks, |z| < 0.3 kpc."""
+    rng = np.random.default_rng(3)
+    R = rng.uniform(2, 15, n)
+    phi = rng.uniform(0, 2 * np.pi, n)
+    z = rng.uniform(-0.3, 0.3, n)
+    pos = np.stack([R * np.cos(phi), R * np.sin(phi), z])
+    v_c = disc.circular_velocity(pos * u.kpc).to_value(u.kpc / u.Myr)
+    vel = np.stack([-v_c * np.sin(phi), v_c * np.cos(phi), np.zeros(n)])
+    vel += 0.1 * v_c * rng.standard_normal((3, n))
+    return np.concatenate([pos, vel])
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ the two are the same functions).
 
 from __future__ import annotations
 
-__all__ = ["MultipoleCylSplinePotential"]
+__all__ = ["MultipoleCylSplinePotential", "log_grid"]
 
+import astropy.units as u
 import gala.potential
 import gala.potential.potential
 import numpy as np
@@ -52,17 +53,43 @@ class MultipoleCylSplinePotential(
     >>> disc = MiyamotoNagaiPotential(
     ...     m=1e11 * u.Msun, a=3 * u.kpc, b=0.3 * u.kpc, units=galactic
     ... )
-    >>> R = np.concatenate([[0.0], np.geomspace(0.01, 50, 63)])
-    >>> RR, zz = np.meshgrid(R, R, indexing="ij")
-    >>> xyz = np.stack([RR.ravel(), 0 * RR.ravel(), zz.ravel()]) * u.kpc
-    >>> grid_Phi = disc.energy(xyz).reshape(RR.shape)
-    >>> spline = MultipoleCylSplinePotential(
-    ...     grid_R=R * u.kpc, grid_z=R * u.kpc, grid_Phi=grid_Phi, units=galactic
-    ... )
+    >>> grid = log_grid(0.01, 50, 64) * u.kpc
+    >>> spline = MultipoleCylSplinePotential.from_potential(disc, grid, grid)
     >>> q = [8.0, 0.0, 0.5] * u.kpc
     >>> bool(abs(spline.energy(q) / disc.energy(q) - 1) < 1e-4)
     True
     """
+
+    @classmethod
+    def from_potential(
+        cls, potential: gala.potential.PotentialBase, grid_R, grid_z, **kwargs
+    ) -> MultipoleCylSplinePotential:
+        """Tabulate an axisymmetric gala potential on a grid in the plane y = 0.
+
+        Parameters
+        ----------
+        potential : :class:`~gala.potential.PotentialBase`
+            Axisymmetric about its z axis and symmetric about z = 0.
+        grid_R, grid_z : :class:`~astropy.units.Quantity` [length]
+            1D grids from 0 (see :func:`log_grid`).
+        **kwargs
+            Passed to the class (``origin``, ``R``).
+
+        Returns
+        -------
+        pot : :class:`MultipoleCylSplinePotential`
+            In the units of ``potential``.
+        """
+        RR, zz = np.meshgrid(grid_R, grid_z, indexing="ij")
+        xyz = u.Quantity([RR.ravel(), np.zeros(RR.size) * RR.unit, zz.ravel()])
+        values = potential.energy(xyz).reshape(RR.shape)
+        return cls(
+            grid_R=grid_R,
+            grid_z=grid_z,
+            grid_Phi=values,
+            units=potential.units,
+            **kwargs,
+        )
 
     def _fit_asympt(self, grid_R, grid_z, grid_Phi, lmax_fit=LMAX):
         """The outer multipole expansion that continues the grid beyond its edge."""
@@ -108,6 +135,11 @@ class MultipoleCylSplinePotential(
                 for degree, c in zip(degrees, coefficients, strict=True)
             },
         )
+
+
+def log_grid(r_min: float, r_max: float, n: int) -> np.ndarray:
+    """0, then ``n - 1`` points log-spaced from ``r_min`` to ``r_max``."""
+    return np.concatenate([[0.0], np.geomspace(r_min, r_max, n - 1)])
 
 
 def _register_with_gala() -> None:

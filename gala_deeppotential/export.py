@@ -27,7 +27,7 @@ from gala.potential import SCFPotential, SphericalSplinePotential
 from gala.potential.scf import compute_coeffs_discrete
 from gala.units import DimensionlessUnitSystem
 
-from .cylspline import MultipoleCylSplinePotential
+from .cylspline import MultipoleCylSplinePotential, log_grid
 from .directions import sphere_directions
 
 if TYPE_CHECKING:
@@ -298,8 +298,7 @@ def to_cylspline(
             NonAxisymmetryWarning,
             stacklevel=2,
         )
-    grid_R = np.concatenate([[0.0], np.geomspace(r_min, r_max, n_R - 1)])
-    grid_z = np.concatenate([[0.0], np.geomspace(r_min, z_max, n_z - 1)])
+    grid_R, grid_z = log_grid(r_min, r_max, n_R), log_grid(r_min, z_max, n_z)
     phi = 2 * np.pi * (np.arange(n_phi) + 0.5) / n_phi
     RR, zz, pp = np.meshgrid(grid_R, grid_z, phi, indexing="ij")
     values = np.zeros(RR.shape[:2])

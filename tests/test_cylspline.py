@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gala.units import galactic
 
-from gala_deeppotential.cylspline import MultipoleCylSplinePotential
+from gala_deeppotential.cylspline import MultipoleCylSplinePotential, log_grid
 
 DISC = gp.MiyamotoNagaiPotential(
     m=1e11 * u.Msun, a=3 * u.kpc, b=0.3 * u.kpc, units=galactic
@@ -16,13 +16,8 @@ DISC = gp.MiyamotoNagaiPotential(
 
 
 def _tabulated(potential, n: int, extent: float = 50.0):
-    grid = np.concatenate([[0.0], np.geomspace(0.01, extent, n - 1)])
-    RR, zz = np.meshgrid(grid, grid, indexing="ij")
-    xyz = np.stack([RR.ravel(), np.zeros(RR.size), zz.ravel()]) * u.kpc
-    values = potential.energy(xyz).reshape(RR.shape)
-    return MultipoleCylSplinePotential(
-        grid_R=grid * u.kpc, grid_z=grid * u.kpc, grid_Phi=values, units=galactic
-    )
+    grid = log_grid(0.01, extent, n) * u.kpc
+    return MultipoleCylSplinePotential.from_potential(potential, grid, grid)
 
 
 @pytest.mark.parametrize(("n", "limit"), [(64, 1e-5), (128, 1.5e-6)])
