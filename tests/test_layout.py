@@ -47,17 +47,33 @@ MAX_FUNCTION_LINES = 80
 MAX_CLASS_LINES = 300
 
 
+# Subpackages whose files share one layer: their files import each other
+# freely and the rest of the package by layer.
+SUBPACKAGES = ("mocks",)
+
+
 def _modules() -> list[Path]:
-    return sorted(p for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    top = [p for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]
+    inner = [p for name in SUBPACKAGES for p in (PACKAGE / name).glob("*.py")]
+    return sorted(top + inner)
 
 
-def _top_level_imports(tree: ast.Module) -> set[str]:
-    """Package modules imported at the module's top (not inside functions)."""
+def _layer_name(path: Path) -> str:
+    """The entry of LAYERS a file belongs to: its module or its subpackage."""
+    return path.parent.name if path.parent != PACKAGE else path.stem
+
+
+def _top_level_imports(tree: ast.Module, depth: int) -> set[str]:
+    """Package modules imported at the module's top (not inside functions).
+
+    ``depth`` is the relative-import level that reaches the package root:
+    1 for a top-level module, 2 inside a subpackage.
+    """
     names = set()
     for node in tree.body:
         if isinstance(node, ast.If):  # `if TYPE_CHECKING:` blocks
             continue
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
+        if isinstance(node, ast.ImportFrom) and node.level == depth:
             if node.module:
                 names.add(node.module.split(".")[0])
             else:
@@ -88,16 +104,20 @@ def _size(node: ast.AST) -> int:
 
 
 def test_every_module_has_a_layer():
-    assert sorted(p.stem for p in _modules()) == sorted(LAYERS)
+    assert sorted({_layer_name(p) for p in _modules()}) == sorted(LAYERS)
 
 
-@pytest.mark.parametrize("module", sorted(LAYERS))
-def test_modules_import_only_lower_layers(module):
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_modules_import_only_lower_layers(path):
+    module = _layer_name(path)
+    depth = 1 if path.parent == PACKAGE else 2
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     upward = {
-        name for name in _top_level_imports(tree) if LAYERS[name] >= LAYERS[module]
+        name
+        for name in _top_level_imports(tree, depth)
+        if LAYERS[name] >= LAYERS[module]
     }
-    assert not upward, f"{module} imports {sorted(upward)} from its layer or above"
+    assert not upward, f"{path.name} imports {sorted(upward)} from its layer or above"
 
 
 def test_parts_have_a_readable_size():

@@ -1,0 +1,20 @@
+"""Exact truths: samples and distribution functions whose potential is known.
+
+One module per family: the Plummer sphere (:mod:`.plummer`), isotropic tracers
+of any spherical potential by Eddington inversion (:mod:`.eddington`), and
+axisymmetric discs and rotating populations with DFs f(E, L_z) (:mod:`.disc`).
+Every truth has the analytic gradient of ln f, so a potential fitted on exact
+gradients measures the method's floor, and an exact sampler, so a fitted
+potential can be scored at fresh stars of the same DF.
+"""
+
+from .eddington import EddingtonDF, TracerDensity, eddington_sample
+from .plummer import PlummerTruth, plummer_sample
+
+__all__ = [
+    "EddingtonDF",
+    "PlummerTruth",
+    "TracerDensity",
+    "eddington_sample",
+    "plummer_sample",
+]
