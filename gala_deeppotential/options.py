@@ -84,6 +84,7 @@ _CONVERSIONS = {
     "float": float,
     "float | None": lambda value: None if value is None else float(value),
     "bool": bool,
+    "bool | None": lambda value: None if value is None else bool(value),
     "str": str,
     "tuple[int, ...]": lambda value: tuple(int(i) for i in value),
 }
@@ -122,6 +123,7 @@ _ARGUMENT_TYPES: dict[str, dict[str, Any]] = {
     "float | None": {"type": float},
     "str": {"type": str},
     "bool": {"action": argparse.BooleanOptionalAction},
+    "bool | None": {"action": argparse.BooleanOptionalAction},
     "tuple[int, ...]": {"type": int, "nargs": "*"},
 }
 

@@ -130,7 +130,9 @@ class FitResult:
             ``train_loss`` and best ``val_loss`` averaged over members, as
             :math:`-\langle\ln f\rangle` in the fit's units, and ``wall_s``);
             ``potential`` (``steps``, first and best ``val_loss``,
-            ``restarts``, ``wall_s``, ``data_radius`` [length unit]);
+            ``restarts``, ``wall_s``, ``data_radius`` [length unit],
+            ``network``: the Φ network's architecture and inputs, such as
+            ``vertical``, chosen from the data);
             ``virial`` (the calibration's record, see
             :func:`~gala_deeppotential.virial.calibrate`; empty when it was
             turned off); ``stationarity`` (``n_points`` and the median and
@@ -165,6 +167,7 @@ class FitResult:
                 "restarts": len(phi_hist["restarts"]),
                 "wall_s": self.potential_fit.wall_s,
                 "data_radius": self.potential_fit.data_radius,
+                "network": dict(self.potential_fit.net.config),
             },
             "virial": self.potential_fit.virial,
             "stationarity": stationarity,

@@ -38,6 +38,7 @@ LAYERS = {
     "export": 5,
     "mocks": 5,
     "compare": 5,
+    "meridional": 6,
     "pipeline": 6,
     "demo": 7,
     "cli": 8,

@@ -8,13 +8,21 @@ gradients measures the method's floor, and an exact sampler, so a fitted
 potential can be scored at fresh stars of the same DF.
 """
 
+from .axisymmetric import AxisymmetricDF, disc_galaxy_potential, milky_way_potential
+from .disc import ShuDiscDF
 from .eddington import EddingtonDF, TracerDensity, eddington_sample
 from .plummer import PlummerTruth, plummer_sample
+from .rotating import RotatingPolytropeDF
 
 __all__ = [
+    "AxisymmetricDF",
     "EddingtonDF",
     "PlummerTruth",
+    "RotatingPolytropeDF",
+    "ShuDiscDF",
     "TracerDensity",
+    "disc_galaxy_potential",
     "eddington_sample",
+    "milky_way_potential",
     "plummer_sample",
 ]
