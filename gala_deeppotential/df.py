@@ -78,6 +78,14 @@ class FlowOptions:
         Heavy-tailed axes of the data, passed through an asinh by the
         :class:`~gala_deeppotential.standardizer.Standardizer`; the positions
         by default.
+    rotation : bool, optional
+        Subtract a fitted mean rotation about the z axis from the velocities
+        before the flows (see
+        :class:`~gala_deeppotential.standardizer.Standardizer`). By default
+        it is subtracted when it removes more than
+        :data:`~gala_deeppotential.standardizer.ROTATION_VARIANCE_FRACTION`
+        of the velocity variance, as for a rotating disc; the fitted
+        ensemble's ``standardizer`` records it.
     factorization : {"joint", "conditional"}
         Each member as one flow over the six coordinates (``"joint"``, as
         in Green & Ting 2020), or as a flow of the positions times a flow of
@@ -94,6 +102,7 @@ class FlowOptions:
     tail_bound: float = 5.0
     activation: str = "silu"
     asinh_axes: tuple[int, ...] = (0, 1, 2)
+    rotation: bool | None = None
     factorization: str = "joint"
 
     def __post_init__(self) -> None:
@@ -194,7 +203,8 @@ class FlowEnsemble:
         """
         architecture = options_dict(self.options)
         n_members = architecture.pop("n_flows")
-        del architecture["asinh_axes"]  # the standardizer's, not the flows'
+        # The standardizer's settings, not the flows'.
+        del architecture["asinh_axes"], architecture["rotation"]
         return build_flow(
             6,
             n_members=n_members,

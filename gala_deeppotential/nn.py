@@ -92,15 +92,6 @@ class PotentialNet(nn.Module):
         :math:`\epsilon`, in units of :math:`s_x`: inside about
         :math:`\epsilon s_x` the network has no kink, so the density there is
         finite.
-    vertical : bool
-        Also feed the network the softened height
-        :math:`\zeta = (z^2/s_x^2 + \epsilon_z^2)^{1/2}`. A disc's vertical
-        force turns over across the plane within its scale height, far
-        faster than an MLP of :math:`\vec{x}/s_x` bends when the height is a
-        few per cent of :math:`s_x`; a function of :math:`\zeta` does it
-        within :math:`\epsilon_z s_x`.
-    vertical_softening : float
-        :math:`\epsilon_z`, in units of :math:`s_x`.
 
     Examples
     --------
@@ -119,8 +110,6 @@ class PotentialNet(nn.Module):
         phi_scale: float = 1.0,
         radial: bool = False,
         radial_softening: float = RADIAL_SOFTENING,
-        vertical: bool = False,
-        vertical_softening: float = RADIAL_SOFTENING,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -131,10 +120,6 @@ class PotentialNet(nn.Module):
             raise ValueError("n_layers and n_hidden must be at least 1")
         if not radial_softening > 0:
             raise ValueError(f"radial_softening must be > 0, got {radial_softening}")
-        if not vertical_softening > 0:
-            raise ValueError(
-                f"vertical_softening must be > 0, got {vertical_softening}"
-            )
         self.config = {
             "n_hidden": int(n_hidden),
             "n_layers": int(n_layers),
@@ -142,13 +127,8 @@ class PotentialNet(nn.Module):
             "radial": bool(radial),
             "radial_softening": float(radial_softening),
         }
-        if vertical:
-            # Only written when on, so that model files of networks without
-            # it keep their exact contents.
-            self.config["vertical"] = True
-            self.config["vertical_softening"] = float(vertical_softening)
         self._act = ACTIVATIONS[activation]
-        widths = [3 + len(self._features())] + [n_hidden] * n_layers
+        widths = [4 if radial else 3] + [n_hidden] * n_layers
         self.hidden = nn.ModuleList(
             nn.Linear(a, b) for a, b in itertools.pairwise(widths)
         )
@@ -157,43 +137,14 @@ class PotentialNet(nn.Module):
         self.register_buffer("phi_scale", torch.tensor(float(phi_scale)))
         self.register_buffer("phi_offset", torch.tensor(0.0))
 
-    def _features(self) -> list[tuple[float, list[int]]]:
-        """The softened-norm features: (softening, axes) for each one."""
-        out = []
-        if self.config["radial"]:
-            out.append((self.config["radial_softening"], [0, 1, 2]))
-        if self.config.get("vertical", False):
-            out.append((self.config["vertical_softening"], [2]))
-        return out
-
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
-        r"""Input features ``(N, 3 + n_features)`` at positions ``(N, 3)``.
-
-        Each feature is a softened norm :math:`(\sum_{i \in A} y_i^2 +
-        \epsilon^2)^{1/2}` of some axes A of :math:`y = x / s_x`.
-        """
+        """The network's input features ``(N, 3 or 4)`` at positions ``(N, 3)``."""
         y = x / self.length_scale
-        columns = [y]
-        for eps, axes in self._features():
-            columns.append(torch.sqrt((y[:, axes] ** 2).sum(1, keepdim=True) + eps**2))
-        return torch.cat(columns, dim=1)
-
-    def _feature_jacobian(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Gradients ``(N, F, 3)`` and Laplacians ``(N, F)`` of the features in y.
-
-        For :math:`\varrho = (\sum_{i\in A} y_i^2 + \epsilon^2)^{1/2}`,
-        :math:`\partial_i\varrho = y_i/\varrho` on A and
-        :math:`\nabla^2\varrho = (|A| - \sum_{i\in A} y_i^2/\varrho^2)/\varrho`.
-        """
-        grads, laps = [], []
-        for eps, axes in self._features():
-            mask = torch.zeros(3, dtype=y.dtype, device=y.device)
-            mask[axes] = 1.0
-            rho = torch.sqrt(((y * mask) ** 2).sum(1, keepdim=True) + eps**2)
-            unit = y * mask / rho
-            grads.append(unit)
-            laps.append((len(axes) - (unit * unit).sum(1, keepdim=True)) / rho)
-        return torch.stack(grads, dim=1), torch.cat(laps, dim=1)
+        if not self.config["radial"]:
+            return y
+        eps = self.config["radial_softening"]
+        rho = torch.sqrt((y * y).sum(1, keepdim=True) + eps**2)
+        return torch.cat([y, rho], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`\Phi(\vec{x})`, shape ``(N,)``, for positions ``(N, 3)``."""
@@ -226,11 +177,9 @@ class PotentialNet(nn.Module):
             for layer, d1 in zip(self.hidden[:0:-1], slopes[-2::-1], strict=True):
                 delta = torch.mm(delta, layer.weight).mul_(d1)
             grad = torch.mm(delta, self.hidden[0].weight)
-            if grad.shape[1] > 3:
-                feature_grad, _ = self._feature_jacobian(h_in[:, :3])
-                grad = grad[:, :3] + torch.einsum(
-                    "nf,nfj->nj", grad[:, 3:], feature_grad
-                )
+            if self.config["radial"]:
+                # d(rho)/dy = y / rho
+                grad = grad[:, :3].addcmul_(grad[:, 3:], h_in[:, :3] / h_in[:, 3:])
             return phi, grad.mul_(self.phi_scale / self.length_scale)
 
     def grad_and_laplacian(
@@ -253,10 +202,13 @@ class PotentialNet(nn.Module):
         h = self._inputs(x)
         jac = torch.eye(3, dtype=x.dtype, device=x.device).expand(n, 3, 3)
         lap = torch.zeros(n, 3, dtype=x.dtype, device=x.device)
-        if h.shape[1] > 3:
-            feature_grad, feature_lap = self._feature_jacobian(h[:, :3])
-            jac = torch.cat([jac, feature_grad], dim=1)
-            lap = torch.cat([lap, feature_lap], dim=1)
+        if self.config["radial"]:
+            # rho = (|y|^2 + eps^2)^(1/2): grad y / rho, Laplacian (3 - |y/rho|^2) / rho
+            y, rho = h[:, :3], h[:, 3:]
+            unit = y / rho
+            jac = torch.cat([jac, unit[:, None, :]], dim=1)
+            lap_rho = (3 - (unit * unit).sum(1, keepdim=True)) / rho
+            lap = torch.cat([lap, lap_rho], dim=1)
         for layer in self.hidden:
             z = layer(h)
             jz = torch.einsum("oi,nij->noj", layer.weight, jac)

@@ -81,6 +81,7 @@ def resolve_options(
 # Conversions of the annotations the options dataclasses use.
 _CONVERSIONS = {
     "int": int,
+    "int | None": lambda value: None if value is None else int(value),
     "float": float,
     "float | None": lambda value: None if value is None else float(value),
     "bool": bool,
@@ -119,6 +120,7 @@ def _plain(value: Any) -> Any:
 # Command-line types of the annotations the options dataclasses use.
 _ARGUMENT_TYPES: dict[str, dict[str, Any]] = {
     "int": {"type": int},
+    "int | None": {"type": int},
     "float": {"type": float},
     "float | None": {"type": float},
     "str": {"type": str},

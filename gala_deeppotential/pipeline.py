@@ -131,8 +131,7 @@ class FitResult:
             :math:`-\langle\ln f\rangle` in the fit's units, and ``wall_s``);
             ``potential`` (``steps``, first and best ``val_loss``,
             ``restarts``, ``wall_s``, ``data_radius`` [length unit],
-            ``network``: the Φ network's architecture and inputs, such as
-            ``vertical``, chosen from the data);
+            ``network``: the Φ network's architecture and inputs);
             ``virial`` (the calibration's record, see
             :func:`~gala_deeppotential.virial.calibrate`; empty when it was
             turned off); ``stationarity`` (``n_points`` and the median and

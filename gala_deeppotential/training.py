@@ -295,7 +295,9 @@ class FlowTrainer:
         n_val = max(1, round(settings["validation_fraction"] * len(y)))
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
         y_val, y_train = y[order[:n_val]], y[order[n_val:]]
-        self.scaler = Standardizer.fit(y_train, ensemble.options.asinh_axes)
+        self.scaler = Standardizer.fit(
+            y_train, ensemble.options.asinh_axes, ensemble.options.rotation
+        )
         # Losses are reported in the caller's units: -<ln f> = -<ln p(s)> - <ln|J|>.
         self.offset_train = float(self.scaler.log_abs_det_jacobian(y_train).mean())
         self.offset_val = float(self.scaler.log_abs_det_jacobian(y_val).mean())
