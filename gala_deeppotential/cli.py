@@ -178,6 +178,14 @@ def _fit_summary(report: dict[str, Any], seconds: float) -> str:
         f"{100 * report['negative_density_fraction']:.2f}% of DF samples; "
         + calibration
     ]
+    rotation = report["df"].get("rotation")
+    if rotation:
+        lines.append(
+            "the stars rotate: the flows modelled their velocities relative to a "
+            f"fitted rotation curve (v0 = {rotation['v0']:.4g}, R0 = "
+            f"{rotation['R0']:.4g}, the fit's units), and Φ was fitted for "
+            f"{report['potential']['steps']} steps"
+        )
     lines += [f"warning: {text}" for text in report["warnings"]]
     return "\n".join(lines)
 

@@ -169,7 +169,8 @@ def plot_disc_comparison(
 ) -> Figure:
     r"""A learned disc-galaxy potential against the true one, as a matplotlib Figure.
 
-    Panels: meridional (R, z) maps of the learned Φ, log ρ and the relative
+    Panels: meridional (R, z) maps of the learned Φ (its median offset from
+    the true one removed), log ρ and the relative
     force error :math:`|\Delta\vec a|/|\vec a|` (true contours in white);
     the rotation curve :math:`v_c(R)`; the vertical force :math:`K_z(z)` at
     ``radius``; and the force error at the stars against R. The maps reach
@@ -222,6 +223,8 @@ def plot_disc_comparison(
         strict=True,
     ):
         learned_map, true_map = (v.reshape(RR.shape) for v in vals)
+        if name == "Φ":  # the gauge constants differ
+            learned_map = learned_map - np.nanmedian(learned_map - true_map)
         _mesh_panel(
             fig,
             a,
@@ -231,7 +234,7 @@ def plot_disc_comparison(
             limits=(np.nanmin(true_map), np.nanmax(true_map)),
             label=_unit_label(name, unit),
         )
-        a.contour(RR, zz, true_map, colors="w", linewidths=0.7)
+        a.contour(RR, zz, true_map, colors="w", linewidths=0.7, linestyles="solid")
         a.set(title=f"learned {name} (white: true)")
     log_error = np.log10(error.reshape(RR.shape))
     _mesh_panel(

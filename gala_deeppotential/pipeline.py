@@ -87,6 +87,12 @@ class FitResult:
         """Training curves: ``"df"`` (per epoch) and ``"potential"`` (per check)."""
         return {"df": self.df.history, "potential": self.potential_fit.history}
 
+    def _rotation(self) -> dict[str, float] | None:
+        scaler = self.df.standardizer
+        if scaler is None or scaler.rotation_speed == 0:
+            return None
+        return {"v0": scaler.rotation_speed, "R0": scaler.rotation_radius}
+
     def report(
         self,
         *,
@@ -128,7 +134,10 @@ class FitResult:
             JSON-able: ``n_stars``, ``n_dropped``, ``units``; ``df``
             (``n_flows``, ``epochs``, ``best_epoch`` per member, the last
             ``train_loss`` and best ``val_loss`` averaged over members, as
-            :math:`-\langle\ln f\rangle` in the fit's units, and ``wall_s``);
+            :math:`-\langle\ln f\rangle` in the fit's units, ``wall_s``,
+            and ``rotation``: the rotation curve the flows' standardizer
+            subtracted from a rotating catalogue, ``v0`` [speed unit] and
+            ``R0`` [length unit], or None);
             ``potential`` (``steps``, first and best ``val_loss``,
             ``restarts``, ``wall_s``, ``data_radius`` [length unit],
             ``network``: the Φ network's architecture and inputs);
@@ -158,6 +167,7 @@ class FitResult:
                 "train_loss": float(np.mean(df_hist["train_loss"][-1])),
                 "val_loss": float(np.mean(np.min(df_hist["val_loss"], axis=0))),
                 "wall_s": df_hist["wall_s"][-1],
+                "rotation": self._rotation(),
             },
             "potential": {
                 "steps": phi_hist["step"][-1],
