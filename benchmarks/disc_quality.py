@@ -75,6 +75,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--figure", default=None, help="PNG of the last section")
     parser.add_argument("--save", default=None, help="YAML of the flow's potential")
+    parser.add_argument(
+        "--no-rotation",
+        action="store_true",
+        help="keep the flows from subtracting the stars' rotation curve",
+    )
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
     if args.threads:
@@ -85,6 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.n_stars = 2**14
         potential_options = {"n_samples": 2**13, "n_steps": 500}
         df_options = {"time_limit": 60.0}
+    if args.no_rotation:
+        df_options["rotation"] = False
 
     truth = TRUTHS[args.truth]()
     x_test, r90 = _held_out(truth, args.seed)

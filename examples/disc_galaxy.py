@@ -157,7 +157,7 @@ def _orbits(disc, potentials, time: u.Quantity, seed: int, out: Path) -> dict:
             p.integrate_orbit(w0[:3], dt=ORBIT_STEP, n_steps=n_steps)
             for p in (learned, truth)
         ]
-    plot_orbits(*shown).savefig(out / "disc_orbits.png", dpi=110)
+    plot_orbits(*shown).savefig(out / "disc_orbits.png", dpi=70)
     return numbers
 
 
