@@ -45,7 +45,7 @@ def disc_galaxy_potential(units: UnitSystem = galactic) -> CCompositePotential:
     (:math:`5\times10^{9}\,M_\odot`, c = 1 kpc) and halo
     (:math:`5.4\times10^{11}\,M_\odot`, :math:`r_s` = 15.62 kpc) are those of
     Bovy (2015)'s MWPotential2014 as adopted by gala's ``MilkyWayPotential``
-    (without its nucleus). The circular speed is 225 km/s at 8 kpc.
+    (without its nucleus). The circular speed is 230 km/s at 8 kpc.
 
     Parameters
     ----------
@@ -61,8 +61,8 @@ def disc_galaxy_potential(units: UnitSystem = galactic) -> CCompositePotential:
     --------
     >>> pot = disc_galaxy_potential()
     >>> vc = pot.circular_velocity([8.0, 0, 0] * u.kpc)
-    >>> round(float(vc.to_value(u.km / u.s)))
-    225
+    >>> round(float(vc.to_value(u.km / u.s)[0]))
+    230
     """
     pot = CCompositePotential()
     pot["disc"] = MiyamotoNagaiPotential(
@@ -235,7 +235,7 @@ class AxisymmetricDF:
         self.lz_max = float(np.sqrt(lz2[-1]))
 
     def guiding_radius(self, lz: np.ndarray) -> np.ndarray:
-        r"""Radius :math:`R_g` of the plane's circular orbit of angular momentum |L_z|.
+        r"""Radius :math:`R_g` of the plane's circular orbit with :math:`|L_z|`.
 
         Solves :math:`L_z^2 = R^3\,\partial\Phi/\partial R` by bisection in
         the interval of the circular-orbit table that holds the root, to

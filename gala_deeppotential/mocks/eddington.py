@@ -352,6 +352,7 @@ class EddingtonDF:
         Examples
         --------
         >>> from gala.potential import PlummerPotential
+        >>> from gala_deeppotential.mocks import PlummerTruth
         >>> edd = EddingtonDF(PlummerPotential(m=1.0, b=1.0, units=None))
         >>> x, v = np.array([[0.5, 0.0, 0.0]]), np.array([[0.0, 0.3, 0.0]])
         >>> grad_x, grad_v = edd.grad_log_f(x, v)

@@ -34,7 +34,7 @@ class RotatingPolytropeDF(AxisymmetricDF):
     leaves the density that of the isotropic part,
     :math:`\rho \propto (E_t - \Phi)^{n + 3/2}`, which follows the
     equipotentials (mildly flattened by a disc), and gives a mean rotation
-    :math:`\bar v_\phi` that grows with :math:`k` (|k| < 1).
+    :math:`\bar v_\phi` that grows with :math:`k` (:math:`|k| < 1`).
 
     Parameters
     ----------
