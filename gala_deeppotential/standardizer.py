@@ -51,10 +51,8 @@ class Standardizer:
 
     the rotation curve :math:`v_0 R/\sqrt{R^2 + R_0^2}` in the direction of
     :math:`\hat\phi`. This shear in velocity at fixed position has unit
-    Jacobian, so it leaves the density unchanged, and it turns a cold disc,
-    whose velocities at each place cluster about the local circular
-    velocity, into a nearly Gaussian cloud about zero that the flows fit
-    far more easily.
+    Jacobian, so it leaves the density unchanged; it centres a cold disc's
+    velocities, which cluster about the local circular velocity, near zero.
 
     Parameters are stored in float64 and applied in the dtype of the input.
     Build one from data with :meth:`fit`.
