@@ -86,11 +86,7 @@ def compare_potentials(
     0.02
     """
     length = reference.units["length"]
-    pos = _in_length(positions, length)
-    if pos.ndim != 2 or pos.shape[0] != 3:
-        raise ValueError(f"positions must have shape (3, N), got {pos.shape}")
-    if not np.all(np.isfinite(pos)):
-        raise ValueError("positions contain NaN or inf")
+    pos = _positions(positions, length)
     q = _with_length(pos, length)
     errors = _pointwise_errors(learned, reference, q)
     r = np.linalg.norm(pos - _origin(reference, length)[:, None], axis=0)
@@ -164,6 +160,16 @@ def _in_length(x, length: u.UnitBase) -> np.ndarray:
             )
         return np.asarray(x.to_value(length), dtype=float)
     return np.asarray(x, dtype=float)
+
+
+def _positions(positions, length: u.UnitBase) -> np.ndarray:
+    """Finite (3, N) positions as plain numbers in ``length``."""
+    pos = _in_length(positions, length)
+    if pos.ndim != 2 or pos.shape[0] != 3:
+        raise ValueError(f"positions must have shape (3, N), got {pos.shape}")
+    if not np.all(np.isfinite(pos)):
+        raise ValueError("positions contain NaN or inf")
+    return pos
 
 
 def _with_length(values: np.ndarray, length: u.UnitBase) -> np.ndarray | u.Quantity:

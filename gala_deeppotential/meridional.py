@@ -17,7 +17,7 @@ import astropy.units as u
 import numpy as np
 from gala.potential import PotentialBase
 
-from .compare import _mesh_panel, _unit_label
+from .compare import _mesh_panel, _positions, _unit_label
 from .phasespace import strip_units
 
 if TYPE_CHECKING:
@@ -33,17 +33,6 @@ def _length(potential: PotentialBase) -> u.UnitBase:
     return potential.units["length"]
 
 
-def _positions(positions, length: u.UnitBase) -> np.ndarray:
-    """(3, N) plain numbers in ``length`` from a Quantity or numbers."""
-    pos = positions.to_value(length) if isinstance(positions, u.Quantity) else positions
-    pos = np.asarray(pos, dtype=float)
-    if pos.ndim != 2 or pos.shape[0] != 3:
-        raise ValueError(f"positions must have shape (3, N), got {pos.shape}")
-    if not np.all(np.isfinite(pos)):
-        raise ValueError("positions contain NaN or inf")
-    return pos
-
-
 def _ring(R: np.ndarray, z: np.ndarray) -> np.ndarray:
     """(3, len(R) * _N_AZIMUTHS) points on rings of radius R at height z."""
     azimuth = 2 * np.pi * (np.arange(_N_AZIMUTHS) + 0.5) / _N_AZIMUTHS
@@ -54,10 +43,18 @@ def _ring(R: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 def _cylindrical_forces(potential: PotentialBase, q: np.ndarray, length) -> np.ndarray:
     """(a_R, a_z) at (3, N) points, shape (2, N)."""
-    a = -strip_units(potential.gradient(q * length))
+    return _cylindrical(_acceleration(potential, q, length), q)
+
+
+def _acceleration(potential: PotentialBase, q: np.ndarray, length) -> np.ndarray:
+    """The acceleration at (3, N) points, shape (3, N), in the potential's units."""
+    return -strip_units(potential.gradient(q * length))
+
+
+def _cylindrical(a: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """(a_R, a_z), shape (2, N), of accelerations ``a`` at points ``q``."""
     R = np.hypot(q[0], q[1])
-    a_R = (a[0] * q[0] + a[1] * q[1]) / R
-    return np.stack([a_R, a[2]])
+    return np.stack([(a[0] * q[0] + a[1] * q[1]) / R, a[2]])
 
 
 def circular_speed(potential: PotentialBase, R, *, length=None) -> np.ndarray:
@@ -127,9 +124,9 @@ def compare_disc(
     """
     length = _length(reference)
     q = _positions(positions, length)
-    a_l, a_r = (-strip_units(p.gradient(q * length)) for p in (learned, reference))
+    a_l, a_r = (_acceleration(p, q, length) for p in (learned, reference))
     acc = np.linalg.norm(a_l - a_r, axis=0) / np.linalg.norm(a_r, axis=0)
-    cyl_l, cyl_r = (_cylindrical_forces(p, q, length) for p in (learned, reference))
+    cyl_l, cyl_r = _cylindrical(a_l, q), _cylindrical(a_r, q)
     z_cut = z_min.to_value(length) if isinstance(z_min, u.Quantity) else float(z_min)
     high = np.abs(q[2]) >= z_cut
     rho_l, rho_r = (strip_units(p.density(q * length)) for p in (learned, reference))
@@ -252,7 +249,7 @@ def plot_disc_comparison(
         a.set(xlabel=_unit_label("R", length), ylabel=_unit_label("z", length))
     _rotation_curve_panel(ax[1, 0], learned, reference, R, length)
     _vertical_force_panel(ax[1, 1], learned, reference, radius, z, length)
-    a_l, a_r = (-strip_units(p.gradient(pos * length)) for p in (learned, reference))
+    a_l, a_r = (_acceleration(p, pos, length) for p in (learned, reference))
     star_error = np.linalg.norm(a_l - a_r, axis=0) / np.linalg.norm(a_r, axis=0)
     ax[1, 2].scatter(R_star, star_error, s=2, alpha=0.3, c=z_star, cmap="viridis")
     ax[1, 2].set(

@@ -23,7 +23,7 @@ from gala.potential import (
 from gala.units import DimensionlessUnitSystem, UnitSystem, galactic
 
 from ..phasespace import strip_units
-from ._common import _phase_space_position
+from ._common import _phase_space_position, _positive
 
 # Azimuths and heights at which axisymmetry and a potential that is deepest in
 # the plane are checked, in units of the truncation radius.
@@ -132,38 +132,17 @@ class AxisymmetricDF:
         """A positive length in the potential's unit, from a Quantity."""
         return self._quantity(value, name, "length")
 
+    def _speed(self, value, name: str) -> float:
+        """A positive speed in the potential's units, from a Quantity."""
+        return self._quantity(value, name, "speed")
+
     def _quantity(self, value, name: str, physical_type: str) -> float:
-        if (
-            not isinstance(value, u.Quantity)
-            or value.unit.physical_type != physical_type
-        ):
-            raise u.UnitTypeError(
-                f"{name} must be an astropy Quantity of {physical_type}, "
-                f"e.g. {name}=8 * u.kpc; got {value!r}"
-            )
         if isinstance(self.units, DimensionlessUnitSystem):
             raise ValueError(
-                f"{name} has units but the potential is dimensionless; "
+                f"{name} needs units but the potential is dimensionless; "
                 "give the potential a unit system such as gala.units.galactic"
             )
-        out = float(value.decompose(self.units).value)
-        if not np.isfinite(out) or out <= 0:
-            raise ValueError(f"{name} must be positive and finite, got {value}")
-        return out
-
-    def _speed(self, value, name: str) -> float:
-        if not isinstance(value, u.Quantity) or value.unit.physical_type not in (
-            "speed",
-            "velocity",
-        ):
-            raise u.UnitTypeError(
-                f"{name} must be an astropy Quantity of speed, e.g. "
-                f"{name}=30 * u.km / u.s; got {value!r}"
-            )
-        out = float(value.to_value(self.units["length"] / self.units["time"]))
-        if not np.isfinite(out) or out <= 0:
-            raise ValueError(f"{name} must be positive and finite, got {value}")
-        return out
+        return _positive(value, name, physical_type, self.units)
 
     # ------------------------------------------------------------ potential
 
@@ -256,12 +235,13 @@ class AxisymmetricDF:
         k = np.searchsorted(self._lz2_table, lz2)
         lo = np.where(k > 0, self._R_table[np.maximum(k - 1, 0)], 0.0)
         hi = self._R_table[np.minimum(k, _N_CIRCULAR - 1)]
-        for _ in range(_BISECTIONS + 40 * bool(np.any(k == 0))):
-            mid = 0.5 * (lo + hi)
-            below = mid**3 * self._dphi_dR_plane(mid) < lz2
-            lo = np.where(below, mid, lo)
-            hi = np.where(below, hi, mid)
-        return 0.5 * (lo + hi)
+        return bisect_increasing(
+            lambda R: R**3 * self._dphi_dR_plane(R),
+            lz2,
+            lo,
+            hi,
+            _BISECTIONS + 40 * bool(np.any(k == 0)),
+        )
 
     def circular_orbit(
         self, lz: np.ndarray
@@ -386,6 +366,18 @@ class AxisymmetricDF:
 
     def _dlog_f(self, E: np.ndarray, lz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+
+def bisect_increasing(func, target, lo, hi, steps: int) -> np.ndarray:
+    """Where the increasing ``func`` reaches ``target`` in [lo, hi], element-wise.
+
+    ``steps`` vectorised bisections; returns the final intervals' midpoints.
+    """
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        below = func(mid) < target
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return 0.5 * (lo + hi)
 
 
 def _cartesian(R: np.ndarray, z: np.ndarray) -> np.ndarray:

@@ -7,10 +7,10 @@ __all__ = ["ShuDiscDF"]
 import astropy.units as u
 import numpy as np
 from gala.potential import PotentialBase
-from scipy.special import expit
+from scipy.special import expit, gammaln
 
 from ._common import _sample_size
-from .axisymmetric import AxisymmetricDF
+from .axisymmetric import AxisymmetricDF, bisect_increasing
 
 # Bins in |L_z| of the sampler's envelope: zero, then log-spaced from this
 # fraction of the scale angular momentum to the largest bound one.
@@ -247,20 +247,22 @@ class ShuDiscDF(AxisymmetricDF):
         rise = 0.5 * sigma**2
         phi_plane = self._phi_plane(R_g)
 
-        def bisect(excess, hi):
-            lo = np.zeros_like(hi)
-            for _ in range(_WIDTH_BISECTIONS):
-                mid = 0.5 * (lo + hi)
-                over = excess(mid) > rise
-                lo, hi = np.where(over, lo, mid), np.where(over, mid, hi)
-            return 0.5 * (lo + hi)
-
+        zero = np.zeros_like(R_g)
         reach = np.full(R_g.shape, self.truncation_radius)
-        d_R = bisect(
+        d_R = bisect_increasing(
             lambda d: self._phi_plane(R_g + d) + 0.5 * (lz / (R_g + d)) ** 2 - E_c,
+            rise,
+            zero,
             reach,
+            _WIDTH_BISECTIONS,
         )
-        d_z = bisect(lambda d: self._phi_Rz(R_g, d) - phi_plane, reach)
+        d_z = bisect_increasing(
+            lambda d: self._phi_Rz(R_g, d) - phi_plane,
+            rise,
+            zero,
+            reach,
+            _WIDTH_BISECTIONS,
+        )
         return _PROPOSAL_WIDTH * d_R, _PROPOSAL_WIDTH * d_z
 
     def _draw(self, env: dict, bins: np.ndarray, rng: np.random.Generator):
@@ -376,8 +378,6 @@ class ShuDiscDF(AxisymmetricDF):
 
 def _log_student_t(t: np.ndarray) -> np.ndarray:
     """ln of the Student-t density with :data:`_PROPOSAL_DOF` degrees of freedom."""
-    from scipy.special import gammaln
-
     dof = _PROPOSAL_DOF
     return (
         gammaln((dof + 1) / 2)
