@@ -112,6 +112,8 @@ def _fit_options(args: argparse.Namespace) -> dict[str, Any]:
         "df_options": df_options,
         "potential_options": potential_options,
         "virial": virial,
+        "selection": _selection(args),
+        "errors": {"auto": None, "yes": True, "no": False}[args.errors],
         "seed": args.seed,
         "device": args.device,
         "threads": args.threads,
@@ -186,8 +188,37 @@ def _fit_summary(report: dict[str, Any], seconds: float) -> str:
             f"{rotation['R0']:.4g}, the fit's units), and Φ was fitted for "
             f"{report['potential']['steps']} steps"
         )
+    lines.append(_survey_line(report["survey"]))
     lines += [f"warning: {text}" for text in report["warnings"]]
     return "\n".join(lines)
+
+
+def _survey_line(survey: dict[str, Any]) -> str:
+    """What the fit made of the catalogue: stars per part, selection, errors."""
+    n_x, n_v = survey["stars_for_positions"], survey["stars_for_velocities"]
+    parts = [
+        f"all {n_x} stars inform the positions' density"
+        + (
+            f", the {n_v} with radial velocities the velocities"
+            if n_v < n_x
+            else " and the velocities"
+        )
+    ]
+    selection = survey["selection"]
+    if selection:
+        parts.append(
+            f"Φ was fitted inside the selection function ({selection['kind']}), "
+            f"{selection['margin_kpc']:.3g} kpc from its edges"
+        )
+    deconvolution = survey["deconvolution"]
+    if deconvolution:
+        parts.append(
+            "the measurement errors were deconvolved "
+            f"({deconvolution['error_samples']} Monte Carlo draws per star)"
+        )
+    else:
+        parts.append("the measurements were taken as exact")
+    return "survey: " + "; ".join(parts)
 
 
 def _load_model(path: Path):
@@ -322,9 +353,71 @@ def _add_fit_parser(sub) -> None:
         help="drop stars with NaN, inf or masked values (reported) instead of stopping",
     )
     _add_frame_arguments(parser)
+    _add_survey_arguments(parser)
     _add_training_arguments(parser)
     _add_virial_arguments(parser)
     _add_output_arguments(parser)
+
+
+def _add_survey_arguments(parser: argparse.ArgumentParser) -> None:
+    survey = parser.add_argument_group(
+        "survey",
+        "Stars with a NaN or masked radial velocity are kept (they inform the "
+        "density of positions), and a catalogue's parallax_error, pmra_error, "
+        "pmdec_error and radial_velocity_error columns are deconvolved, without "
+        "flags. A selection function is a HEALPix footprint times a distance "
+        "limit (gala_deeppotential.selection.SkySelection).",
+    )
+    survey.add_argument(
+        "--errors",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="deconvolve the measurement errors: when the catalogue has error "
+        "columns (auto, the default), insisting on them (yes), or never (no)",
+    )
+    survey.add_argument(
+        "--distance-limit",
+        type=float,
+        metavar="KPC",
+        help="the survey's heliocentric distance limit [kpc]: Φ is fitted inside it",
+    )
+    survey.add_argument(
+        "--footprint",
+        metavar="MAP",
+        help="the survey's footprint, a HEALPix map of completeness in [0, 1] "
+        "saved with numpy.save (.npy)",
+    )
+    survey.add_argument("--footprint-order", choices=("ring", "nested"), default="ring")
+    survey.add_argument(
+        "--footprint-frame", choices=("galactic", "icrs"), default="galactic"
+    )
+
+
+def _selection(args: argparse.Namespace):
+    """The SkySelection the survey options describe, or None."""
+    if args.footprint is None and args.distance_limit is None:
+        return None
+    import astropy.units as u
+    import numpy as np
+
+    from .selection import SkySelection
+
+    mask = None
+    if args.footprint is not None:
+        path = Path(args.footprint)
+        if path.suffix != ".npy" or not path.is_file():
+            raise ValueError(
+                f"--footprint takes a HEALPix map saved with numpy.save (.npy); "
+                f"no such file {path}"
+            )
+        mask = np.load(path)
+    limit = None if args.distance_limit is None else args.distance_limit * u.kpc
+    return SkySelection(
+        mask,
+        order=args.footprint_order,
+        frame=args.footprint_frame,
+        distance_limit=limit,
+    )
 
 
 def _add_frame_arguments(parser: argparse.ArgumentParser) -> None:

@@ -521,8 +521,14 @@ def empty_history() -> dict[str, list]:
     return {"epoch": [], "train_loss": [], "val_loss": [], "lr": [], "wall_s": []}
 
 
-def phase_space_tensor(data: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Validate an (N, 6) sample and return it as a float64 CPU tensor."""
+def phase_space_tensor(
+    data: np.ndarray | torch.Tensor, *, missing_velocities: bool = False
+) -> torch.Tensor:
+    """Validate an (N, 6) sample and return it as a float64 CPU tensor.
+
+    With ``missing_velocities``, rows whose three velocities are all NaN (a
+    star without a radial velocity) are accepted.
+    """
     if isinstance(data, torch.Tensor):
         y = data.detach().to("cpu", torch.float64)
     else:
@@ -532,7 +538,13 @@ def phase_space_tensor(data: np.ndarray | torch.Tensor) -> torch.Tensor:
             "data must be an (N, 6) array of positions then velocities "
             f"(x, y, z, v_x, v_y, v_z); got shape {tuple(y.shape)}"
         )
-    bad = (~torch.isfinite(y).all(dim=1)).nonzero().flatten()
+    finite = torch.isfinite(y)
+    good = finite.all(dim=1)
+    if missing_velocities:
+        good |= finite[:, :3].all(dim=1) & torch.isnan(y[:, 3:]).all(dim=1)
+        if not bool(finite.all(dim=1).any()):
+            raise ValueError("no row of data has finite velocities")
+    bad = (~good).nonzero().flatten()
     if len(bad):
         raise ValueError(
             f"{len(bad)} rows of data hold NaN or inf (rows {bad[:5].tolist()}"

@@ -92,6 +92,7 @@ def fit_distribution_function(
     threads: int | None = None,
     progress: bool = False,
     checkpoint_dir: str | os.PathLike | None = None,
+    noisy: Any = None,
     **overrides: Any,
 ) -> FlowEnsemble:
     """Fit a :class:`~gala_deeppotential.FlowEnsemble` with its members over ranks.
@@ -112,7 +113,7 @@ def fit_distribution_function(
         The architecture and training, as for
         :func:`gala_deeppotential.fit_distribution_function`; ``n_flows`` must
         be at least the number of ranks.
-    seed, threads
+    seed, threads, noisy
         As for :func:`~gala_deeppotential.training.train_flows`.
     device : str or :class:`torch.device`, optional
         By default ``cuda:LOCAL_RANK`` where CUDA is available, else the CPU;
@@ -152,6 +153,7 @@ def fit_distribution_function(
             progress=progress and rank == 0,
             checkpoint_dir=shard_dir,
             process_group=dist.group.WORLD,
+            noisy=noisy,
         )
         return FlowEnsemble.concatenate(_gather_shards(shard))
 

@@ -56,10 +56,12 @@ class PotentialNet(nn.Module):
 
     .. math::
 
-        \Phi_\theta(\vec{x}) = s_\Phi \, \mathrm{MLP}_\theta(\vec{x} / s_x) + \Phi_0
+        \Phi_\theta(\vec{x}) = s_\Phi \,
+            \mathrm{MLP}_\theta\big((\vec{x} - \vec{x}_c) / s_x\big) + \Phi_0
 
-    The length scale :math:`s_x` and potential scale :math:`s_\Phi` are fixed
-    buffers chosen from the data, so the MLP works with numbers of order one;
+    The centre :math:`\vec{x}_c`, length scale :math:`s_x` and potential
+    scale :math:`s_\Phi` are fixed buffers chosen from the data, so the MLP
+    works with numbers of order one;
     :math:`\Phi_0` is the gauge constant, set by
     :func:`~gala_deeppotential.fit.fit_potential`.
 
@@ -77,6 +79,9 @@ class PotentialNet(nn.Module):
         A smooth activation; SiLU measured best (``docs/record.md``).
     length_scale : float
         :math:`s_x`, in the caller's length unit.
+    center : sequence of float, optional
+        :math:`\vec{x}_c`, in the caller's length unit; the origin by default.
+        A survey's local volume, far from the origin, is centred on itself.
     phi_scale : float
         :math:`s_\Phi`, in the caller's unit of specific energy.
     radial : bool
@@ -110,6 +115,7 @@ class PotentialNet(nn.Module):
         phi_scale: float = 1.0,
         radial: bool = False,
         radial_softening: float = RADIAL_SOFTENING,
+        center: tuple[float, float, float] | None = None,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -136,10 +142,13 @@ class PotentialNet(nn.Module):
         self.register_buffer("length_scale", torch.tensor(float(length_scale)))
         self.register_buffer("phi_scale", torch.tensor(float(phi_scale)))
         self.register_buffer("phi_offset", torch.tensor(0.0))
+        self.register_buffer(
+            "center", torch.zeros(3) if center is None else torch.tensor(center)
+        )
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         """The network's input features ``(N, 3 or 4)`` at positions ``(N, 3)``."""
-        y = x / self.length_scale
+        y = (x - self.center) / self.length_scale
         if not self.config["radial"]:
             return y
         eps = self.config["radial_softening"]
@@ -245,5 +254,8 @@ class PotentialNet(nn.Module):
     def from_state(cls, tensors: dict[str, torch.Tensor], config: dict) -> PotentialNet:
         """Rebuild a network from :meth:`to_state` output."""
         net = cls(**config).to(tensors["phi_scale"].dtype)
+        tensors = dict(tensors)
+        # Model files written before networks had a centre are centred at 0.
+        tensors.setdefault("center", net.center)
         net.load_state_dict(tensors)
         return net

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_COLUMNS",
     "DEFAULT_GALCEN_FRAME",
+    "ERROR_KEYS",
     "CatalogueError",
     "PhaseSpaceData",
     "galcen_frame_from_dict",
@@ -14,12 +15,10 @@ __all__ = [
 ]
 
 import os
-import re
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import astropy.units as u
@@ -37,6 +36,16 @@ from astropy.coordinates import (
 from astropy.table import Table
 from gala.dynamics import PhaseSpacePosition
 from gala.units import DimensionlessUnitSystem, UnitSystem, galactic
+
+from .tables import (
+    DEFAULT_COLUMNS,
+    ERROR_KEYS,
+    CatalogueError,
+    DropLog,
+    finite_rows,
+    read_table,
+    table_to_icrs,
+)
 
 DEFAULT_GALCEN_FRAME = Galactocentric(
     # Sgr A*, Reid & Brunthaler (2004, ApJ 616, 872).
@@ -59,36 +68,6 @@ Collaboration 2018), ``galcen_v_sun`` = (12.9, 245.6, 7.78) km/s (Drimmel &
 Poggio 2018; GRAVITY Collaboration 2018; Reid & Brunthaler 2004), ``z_sun`` =
 20.8 pc (Bennett & Bovy 2019) and ``roll`` = 0°.
 """
-
-DEFAULT_COLUMNS: Mapping[str, str] = MappingProxyType(
-    {
-        "ra": "ra",
-        "dec": "dec",
-        "distance": "distance",
-        "parallax": "parallax",
-        "pmra": "pmra",
-        "pmdec": "pmdec",
-        "radial_velocity": "radial_velocity",
-    }
-)
-"""Column names :func:`to_phase_space` reads from a table or file.
-
-Keys are the quantities, values the column names; override any of them with
-``columns=``. Coordinates are ICRS, and ``pmra`` is
-:math:`\\mu_{\\alpha*} = \\mu_\\alpha \\cos\\delta`, as in Gaia.
-"""
-
-# For each quantity: the unit it must convert to, what that is, what the
-# quantity is (for error messages).
-_COLUMN_KINDS: dict[str, tuple[u.UnitBase, str, str]] = {
-    "ra": (u.deg, "an angle", "right ascension"),
-    "dec": (u.deg, "an angle", "declination"),
-    "distance": (u.kpc, "a length", "heliocentric distance"),
-    "parallax": (u.mas, "an angle", "parallax"),
-    "pmra": (u.mas / u.yr, "an angular speed", "proper motion in RA * cos(dec)"),
-    "pmdec": (u.mas / u.yr, "an angular speed", "proper motion in Dec"),
-    "radial_velocity": (u.km / u.s, "a speed", "heliocentric radial velocity"),
-}
 _FRAME_KEYS = (
     "galcen_ra_deg",
     "galcen_dec_deg",
@@ -97,11 +76,6 @@ _FRAME_KEYS = (
     "z_sun_pc",
     "roll_deg",
 )
-_CSV_HEADER = re.compile(r"^(?P<name>.*?)\s*\[(?P<unit>[^\[\]]*)\]$")
-
-
-class CatalogueError(ValueError):
-    """A catalogue that cannot become phase space; the message says why and the fix."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,6 +96,16 @@ class PhaseSpaceData:
         dimensionless unit system, which has no sky.
     n_dropped : int
         Stars dropped for NaN, inf or masked values (``drop_invalid=True``).
+    has_rv : :class:`numpy.ndarray` of bool, shape (N,), or None
+        Which stars have a radial velocity, when some do not; their rows of
+        ``v`` are NaN. None when every star has one.
+    astrometry : dict of str to :class:`numpy.ndarray`, or None
+        For a table with ``_error`` columns: each star's measured ``ra``,
+        ``dec`` [rad], ``parallax`` [mas], ``pmra``, ``pmdec`` [mas/yr] and
+        ``radial_velocity`` [km/s] (NaN where missing), and the standard
+        errors ``parallax_error``, ``pmra_error``, ``pmdec_error`` and
+        ``radial_velocity_error``, in the same units. Sky positions are
+        taken as exact.
     """
 
     x: np.ndarray
@@ -129,9 +113,16 @@ class PhaseSpaceData:
     units: UnitSystem
     frame: dict[str, Any] | None
     n_dropped: int = 0
+    has_rv: np.ndarray | None = None
+    astrometry: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return self.x.shape[0]
+
+    @property
+    def n_rv(self) -> int:
+        """Number of stars with a radial velocity."""
+        return len(self) if self.has_rv is None else int(self.has_rv.sum())
 
     @property
     def w(self) -> np.ndarray:
@@ -259,7 +250,8 @@ def to_phase_space(
           refused;
         - an astropy :class:`~astropy.table.Table` or
           :class:`~astropy.table.QTable` of ICRS sky coordinates, with units
-          on every column (see :data:`DEFAULT_COLUMNS` and ``columns``);
+          on every column (see :data:`DEFAULT_COLUMNS` and ``columns``),
+          optionally with standard errors in ``_error`` columns;
         - the path of such a table: ECSV (``.ecsv``), FITS (``.fits``,
           ``.fit``, optionally ``.gz``) or CSV (``.csv``) whose header gives
           each unit in brackets, like ``ra [deg]`` (a CSV written as ECSV
@@ -281,7 +273,10 @@ def to_phase_space(
         one of the two to choose.
     drop_invalid : bool
         Drop stars with a NaN, inf or masked value, with a warning, instead
-        of raising. The count is in ``n_dropped``.
+        of raising. The count is in ``n_dropped``. A NaN or masked radial
+        velocity is not invalid: the star is kept without one (see
+        ``has_rv`` of :class:`PhaseSpaceData`), as long as some stars have
+        one.
     min_stars : int
         Fewest stars to accept (after dropping). :func:`~gala_deeppotential.fit`
         asks for the flows' :data:`~gala_deeppotential.df.MIN_STARS`.
@@ -320,24 +315,32 @@ def to_phase_space(
     if not isinstance(units, UnitSystem):
         raise TypeError(f"units must be a gala UnitSystem, got {type(units).__name__}")
     if isinstance(catalogue, (str, os.PathLike)):
-        catalogue = _read_table(Path(catalogue))
+        catalogue = read_table(Path(catalogue))
     if columns is not None and not isinstance(catalogue, Table):
         raise TypeError("columns= names table columns; pass it with a Table or file")
     dimensionless = isinstance(units, DimensionlessUnitSystem)
     if dimensionless and galcen_frame is not None:
         raise ValueError("a dimensionless unit system has no Galactocentric frame")
 
-    dropped = _DropLog()
+    dropped = DropLog()
+    astrometry = None
     if isinstance(catalogue, Table):
-        catalogue = _table_to_icrs(catalogue, columns, drop_invalid, dropped)
-    pos, vel, frame = _galactocentric(
+        catalogue, astrometry = table_to_icrs(catalogue, columns, drop_invalid, dropped)
+    pos, vel, frame, no_rv = _galactocentric(
         catalogue, galcen_frame, dimensionless, drop_invalid, dropped, min_stars
     )
     x = _in_unit(pos, units["length"], "positions", "a length")
     v = _in_unit(vel, units["length"] / units["time"], "velocities", "a speed")
-    components = dict(zip(("x", "y", "z", "v_x", "v_y", "v_z"), [*x, *v], strict=True))
-    keep = _finite_rows(components, drop_invalid, dropped)
-    x, v = x[:, keep].T.copy(), v[:, keep].T.copy()
+    # Stars without a radial velocity have NaN velocities by design.
+    v_checked = np.where(no_rv, 0.0, v)
+    components = dict(
+        zip(("x", "y", "z", "v_x", "v_y", "v_z"), [*x, *v_checked], strict=True)
+    )
+    keep = finite_rows(components, drop_invalid, dropped)
+    x, v, no_rv = x[:, keep].T.copy(), v[:, keep].T.copy(), no_rv[keep]
+    v[no_rv] = np.nan
+    if astrometry is not None:
+        astrometry = {key: value[keep] for key, value in astrometry.items()}
     _check_size(x.shape[0], dropped.stars, min_stars)
 
     if dropped.stars:
@@ -353,6 +356,8 @@ def to_phase_space(
         units=units,
         frame=None if frame is None else galcen_frame_to_dict(frame),
         n_dropped=dropped.stars,
+        has_rv=~no_rv if no_rv.any() else None,
+        astrometry=astrometry,
     )
 
 
@@ -361,10 +366,11 @@ def _galactocentric(
     galcen_frame: Galactocentric | Mapping[str, Any] | None,
     dimensionless: bool,
     drop_invalid: bool,
-    dropped: _DropLog,
+    dropped: DropLog,
     min_stars: int,
-) -> tuple[u.Quantity, u.Quantity, Galactocentric | None]:
-    """Galactocentric positions and velocities (3, N) of a catalogue, and the frame."""
+) -> tuple[u.Quantity, u.Quantity, Galactocentric | None, np.ndarray]:
+    """Galactocentric positions and velocities (3, N) of a catalogue, the frame,
+    and which stars have no radial velocity."""
     if isinstance(catalogue, BaseCoordinateFrame):
         catalogue = SkyCoord(catalogue)
     if isinstance(catalogue, SkyCoord):
@@ -376,14 +382,14 @@ def _galactocentric(
         if galcen_frame is None and isinstance(catalogue.frame, Galactocentric):
             galcen_frame = catalogue.frame
         frame = _explicit_frame(galcen_frame)
-        coord = _checked_skycoord(catalogue, drop_invalid, dropped)
+        coord, no_rv = _checked_skycoord(catalogue, drop_invalid, dropped)
         _check_size(len(coord), dropped.stars, min_stars)
         galcen = coord.transform_to(frame)
-        return galcen.cartesian.xyz, galcen.velocity.d_xyz, frame
+        return galcen.cartesian.xyz, galcen.velocity.d_xyz, frame, no_rv
     frame = None if dimensionless else _explicit_frame(galcen_frame)
     if isinstance(catalogue, PhaseSpacePosition):
         pos, vel = catalogue.xyz.reshape(3, -1), catalogue.v_xyz.reshape(3, -1)
-        return pos, vel, frame
+        return pos, vel, frame, np.zeros(pos.shape[1], dtype=bool)
     if isinstance(catalogue, (tuple, list)) and len(catalogue) == 2:
         pos = _components_first(catalogue[0], "pos")
         vel = _components_first(catalogue[1], "vel")
@@ -392,21 +398,12 @@ def _galactocentric(
                 f"pos and vel hold different numbers of stars: {pos.shape[1]} "
                 f"and {vel.shape[1]}"
             )
-        return pos, vel, frame
+        return pos, vel, frame, np.zeros(pos.shape[1], dtype=bool)
     raise TypeError(
         f"cannot read a catalogue from {type(catalogue).__name__}; pass a "
         "SkyCoord, a gala PhaseSpacePosition, a (pos, vel) pair of "
         "Quantities, an astropy Table, or an ECSV/FITS/CSV file path"
     )
-
-
-@dataclass
-class _DropLog:
-    """Stars dropped so far, in all and per offending value (a star with two
-    bad values counts once in ``stars``, and under both values)."""
-
-    stars: int = 0
-    per_value: dict[str, int] = field(default_factory=dict)
 
 
 def _explicit_frame(
@@ -419,29 +416,6 @@ def _explicit_frame(
     if isinstance(galcen_frame, Mapping):
         return galcen_frame_from_dict(galcen_frame)
     return galcen_frame_from_dict(galcen_frame_to_dict(galcen_frame))
-
-
-def _finite_rows(
-    values: Mapping[str, np.ndarray], drop_invalid: bool, dropped: _DropLog
-) -> np.ndarray:
-    """Mask of stars whose every value is finite; raise, or count the rest."""
-    bad = {name: ~np.isfinite(value) for name, value in values.items()}
-    keep = ~np.logical_or.reduce(list(bad.values()))
-    if keep.all():
-        return keep
-    counts = {name: int(mask.sum()) for name, mask in bad.items() if mask.any()}
-    if not drop_invalid:
-        first = np.flatnonzero(~keep)[:5].tolist()
-        detail = ", ".join(f"'{name}': {count}" for name, count in counts.items())
-        raise CatalogueError(
-            f"{int((~keep).sum())} stars have NaN, inf or masked values "
-            f"(stars per value: {detail}; first rows {first}); clean the "
-            "catalogue, or pass drop_invalid=True to drop those stars"
-        )
-    dropped.stars += int((~keep).sum())
-    for name, count in counts.items():
-        dropped.per_value[name] = dropped.per_value.get(name, 0) + count
-    return keep
 
 
 def _check_size(n_stars: int, n_dropped: int, min_stars: int) -> None:
@@ -491,9 +465,10 @@ def _components_first(q: u.Quantity, name: str) -> u.Quantity:
 
 
 def _checked_skycoord(
-    coord: SkyCoord, drop_invalid: bool, dropped: _DropLog
-) -> SkyCoord:
-    """The stars of ``coord`` with distances and full velocities, all finite."""
+    coord: SkyCoord, drop_invalid: bool, dropped: DropLog
+) -> tuple[SkyCoord, np.ndarray]:
+    """The stars of ``coord`` with distances and velocities, all finite but
+    radial velocities, and which stars have none (NaN)."""
     coord = coord.reshape((1,)) if coord.isscalar else coord.ravel()
     name = type(coord.frame).__name__
     data = coord.data
@@ -525,7 +500,17 @@ def _checked_skycoord(
         *coord.frame.get_representation_component_names("s"),
     ]
     values = {key: np.asarray(getattr(coord, key).value) for key in names}
-    coord = coord[_finite_rows(values, drop_invalid, dropped)]
+    no_rv = np.zeros(len(coord), dtype=bool)
+    if "radial_velocity" in values:
+        no_rv = ~np.isfinite(values.pop("radial_velocity"))
+        if no_rv.all():
+            raise CatalogueError(
+                f"no star of the {name} SkyCoord has a finite radial velocity: "
+                "the velocity distribution needs some stars with all three "
+                "velocity components"
+            )
+    keep = finite_rows(values, drop_invalid, dropped)
+    coord, no_rv = coord[keep], no_rv[keep]
     distance = getattr(coord.data, "distance", None)
     if distance is not None and np.any(distance.value <= 0):
         raise CatalogueError(
@@ -533,138 +518,7 @@ def _checked_skycoord(
             "remove them (a negative distance usually comes from inverting a "
             "negative parallax)"
         )
-    return coord
-
-
-def _read_table(path: Path) -> Table:
-    """Read an ECSV, FITS or CSV (units in brackets in the header) catalogue."""
-    if not path.is_file():
-        raise FileNotFoundError(f"no catalogue file at {path}")
-    suffixes = [s.lower() for s in path.suffixes[-2:]]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    suffix = suffixes[-1] if suffixes else ""
-    if suffix == ".ecsv":
-        return Table.read(path, format="ascii.ecsv")
-    if suffix in (".fits", ".fit"):
-        return Table.read(path, format="fits")
-    if suffix == ".csv":
-        with open(path, encoding="utf-8") as f:
-            if f.readline().startswith("# %ECSV"):
-                return Table.read(path, format="ascii.ecsv")
-        table = Table.read(path, format="ascii.csv")
-        for colname in table.colnames:
-            match = _CSV_HEADER.match(colname)
-            if match is None:
-                continue
-            try:
-                unit = u.Unit(match["unit"])
-            except ValueError:
-                raise CatalogueError(
-                    f"cannot parse the unit '{match['unit']}' in the CSV header "
-                    f"'{colname}' of {path}; write an astropy unit string"
-                ) from None
-            table.rename_column(colname, match["name"])
-            table[match["name"]].unit = unit
-        return table
-    raise CatalogueError(
-        f"cannot tell the format of {path.name}: use a .ecsv, .fits or .csv "
-        "file, or read it with astropy.table.Table.read and pass the table"
-    )
-
-
-def _table_to_icrs(
-    table: Table,
-    columns: Mapping[str, str] | None,
-    drop_invalid: bool,
-    dropped: _DropLog,
-) -> SkyCoord:
-    """ICRS SkyCoord of the finite rows of a table with unit-ful columns."""
-    if len(table) == 0:
-        raise CatalogueError("the catalogue table holds no stars (no rows)")
-    names = dict(DEFAULT_COLUMNS)
-    chosen = dict(columns or {})
-    unknown = sorted(set(chosen) - set(names))
-    if unknown:
-        raise ValueError(
-            f"unknown keys {unknown} in columns=; the keys are {sorted(names)}"
-        )
-    names.update(chosen)
-    if "distance" in chosen and "parallax" in chosen:
-        raise ValueError("columns= names both a distance and a parallax; name one")
-    if "distance" in chosen or "parallax" in chosen:
-        radial = "distance" if "distance" in chosen else "parallax"
-    elif names["distance"] in table.colnames or names["parallax"] not in table.colnames:
-        radial = "distance"
-    else:
-        radial = "parallax"
-    keys = ["ra", "dec", radial, "pmra", "pmdec", "radial_velocity"]
-    values = {key: _column(table, key, names[key]) for key in keys}
-    keep = _finite_rows(
-        {names[key]: q.value for key, q in values.items()}, drop_invalid, dropped
-    )
-    values = {key: q[keep] for key, q in values.items()}
-    non_positive = int(np.sum(values[radial].value <= 0))
-    if non_positive:
-        raise CatalogueError(
-            f"{non_positive} stars have {radial} <= 0 in column "
-            f"'{names[radial]}'; remove them before passing the catalogue "
-            "(for parallaxes, inverting a noisy one is biased anyway: keep "
-            "stars with a high parallax_over_error, or pass distances)"
-        )
-    distance = (
-        values["distance"]
-        if radial == "distance"
-        else values["parallax"].to(u.kpc, u.parallax())
-    )
-    return SkyCoord(
-        ra=values["ra"],
-        dec=values["dec"],
-        distance=distance,
-        pm_ra_cosdec=values["pmra"],
-        pm_dec=values["pmdec"],
-        radial_velocity=values["radial_velocity"],
-        frame="icrs",
-    )
-
-
-def _column(table: Table, key: str, name: str) -> u.Quantity:
-    """Column ``name`` as a float Quantity, masked entries NaN, or an error."""
-    unit, kind, meaning = _COLUMN_KINDS[key]
-    if name not in table.colnames:
-        if key == "radial_velocity":
-            raise CatalogueError(
-                f"no radial velocity column '{name}' (the table has "
-                f"{table.colnames}); Deep Potential needs full 3D velocities: "
-                "keep only stars with radial velocities, and name the column "
-                "with columns={'radial_velocity': ...} if it is called otherwise"
-            )
-        what = "distance or parallax" if key in ("distance", "parallax") else key
-        raise CatalogueError(
-            f"no {what} column '{name}' ({meaning}) in the table (it has "
-            f"{table.colnames}); name it with columns={{'{key}': ...}}"
-        )
-    col = table[name]
-    if col.dtype.kind not in "iuf":
-        raise CatalogueError(
-            f"column '{name}' ({meaning}) holds {col.dtype}, not numbers"
-        )
-    col_unit = getattr(col, "unit", None)
-    if col_unit is None or col_unit == u.dimensionless_unscaled:
-        raise CatalogueError(
-            f"column '{name}' ({meaning}) has no unit; it must be {kind}: set "
-            f"one, e.g. table['{name}'].unit = '{unit}' (in a CSV header write "
-            f"'{name} [{unit}]')"
-        )
-    if not col_unit.is_equivalent(unit):
-        raise CatalogueError(
-            f"column '{name}' ({meaning}) is in {col_unit}, which is not {kind}; "
-            f"give it in e.g. {unit}"
-        )
-    raw = getattr(col, "unmasked", col)
-    values = np.array(getattr(raw, "value", raw), dtype=np.float64)
-    values[np.ma.getmaskarray(col)] = np.nan
-    return values * col_unit
+    return coord, no_rv
 
 
 def strip_units(value: Any) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = ["FitResult", "fit", "output_paths"]
 
 import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -28,12 +29,14 @@ from gala.units import UnitSystem, galactic
 
 from . import io
 from .cbe import stationarity_residual
+from .deconvolution import NoisyAstrometry
 from .df import MIN_STARS, FlowEnsemble
 from .gala_potential import DeepPotential
 from .options import options_dict, resolve_options
-from .phasespace import PhaseSpaceData, to_phase_space
-from .potential import PotentialFit, PotentialOptions, fit_potential
+from .phasespace import CatalogueError, PhaseSpaceData, to_phase_space
+from .potential import PotentialFit, PotentialOptions, fit_potential, local_center
 from .runtime import torch_threads
+from .selection import BoundSelection, as_selection
 from .training import DFOptions, fit_distribution_function
 from .virial import CONVERGED_SCALE, VirialOptions, calibrate, unconverged_message
 
@@ -93,6 +96,21 @@ class FitResult:
             return None
         return {"v0": scaler.rotation_speed, "R0": scaler.rotation_radius}
 
+    def _survey(self) -> dict[str, Any]:
+        """Which stars informed what, the selection, the deconvolution."""
+        n_stars = self.phase_space["n_stars"]
+        deconvolved = "deconvolution" in self.config
+        return {
+            "stars_for_positions": n_stars,
+            "stars_for_velocities": self.phase_space.get("n_with_rv", n_stars),
+            "selection": self.config.get("selection"),
+            "deconvolution": (
+                {"error_samples": self.config["df_options"]["error_samples"]}
+                if deconvolved
+                else None
+            ),
+        }
+
     def report(
         self,
         *,
@@ -143,8 +161,13 @@ class FitResult:
             ``network``: the Φ network's architecture and inputs);
             ``virial`` (the calibration's record, see
             :func:`~gala_deeppotential.virial.calibrate`; empty when it was
-            turned off); ``stationarity`` (``n_points`` and the median and
-            90th percentile of :math:`\epsilon`);
+            turned off); ``survey`` (``stars_for_positions`` and
+            ``stars_for_velocities``, the numbers of stars behind the
+            density of positions and the velocity distribution;
+            ``selection``, the selection function's summary, or None;
+            ``deconvolution``, ``error_samples`` if the measurement errors
+            were deconvolved, else None); ``stationarity`` (``n_points``
+            and the median and 90th percentile of :math:`\epsilon`);
             ``negative_density_fraction``; and ``warnings``, sentences on
             what looks wrong (a declined calibration, an unconverged fit)
             and what to change.
@@ -179,6 +202,7 @@ class FitResult:
                 "network": dict(self.potential_fit.net.config),
             },
             "virial": self.potential_fit.virial,
+            "survey": self._survey(),
             "stationarity": stationarity,
             "negative_density_fraction": negative,
             "warnings": fit_warnings(self.potential_fit.virial, stationarity),
@@ -284,6 +308,8 @@ def fit(
     df_options: DFOptions | Mapping[str, Any] | None = None,
     potential_options: PotentialOptions | Mapping[str, Any] | None = None,
     virial: bool | VirialOptions | Mapping[str, Any] = True,
+    selection: Any = None,
+    errors: bool | None = None,
     seed: int = 0,
     device: str | torch.device | None = "cpu",
     threads: int | None = None,
@@ -309,6 +335,12 @@ def fit(
         Anything :func:`~gala_deeppotential.phasespace.to_phase_space`
         reads: e.g. an ICRS :class:`~astropy.coordinates.SkyCoord` with
         distances, proper motions and radial velocities, or an ECSV file.
+        Stars whose radial velocity is NaN or masked are kept: every star
+        informs the density of positions, those with radial velocities the
+        velocity distribution at each position (the flows then factorize as
+        :math:`p(x)\,p(v \mid x)`, ``factorization="conditional"``, set
+        automatically). This assumes that whether a star has a radial
+        velocity does not depend on its velocity.
     units : :class:`~gala.units.UnitSystem`
         Unit system of the fit and of the returned potential.
     galcen_frame : :class:`~astropy.coordinates.Galactocentric` or dict, optional
@@ -331,8 +363,30 @@ def fit(
         and ``window``, or not at all (``False``). The calibration checks
         that its assumptions hold and otherwise declines with a
         :class:`~gala_deeppotential.virial.VirialWarning`; the fit's report
-        says so too. Turn it off for a catalogue cut to a shape other than
-        a sphere.
+        says so too. It is skipped, with the reason in the report, for a
+        local volume (stars that do not surround the Galactic centre, where
+        the theorem sees only the tidal field) and for a ``selection``.
+    selection : SelectionFunction or callable, optional
+        The survey's selection function :math:`S`: a
+        :class:`~gala_deeppotential.selection.SkySelection` (a HEALPix
+        footprint, a distance limit, a completeness in distance) or a
+        function of an ICRS :class:`~astropy.coordinates.SkyCoord` that
+        returns :math:`S \in [0, 1]` per star. Φ is then fitted inside it,
+        away from its edges, to the DF corrected for it (see
+        :mod:`gala_deeppotential.selection`). A volume-complete sample (every
+        star within a distance, say) needs no selection function unless its
+        edge should be kept away from: the flows learn the edge as part of
+        the DF, and the Φ fit would see it; pass
+        ``SkySelection(distance_limit=...)`` to fit inside it.
+    errors : bool, optional
+        Deconvolve the measurement errors of a table's ``_error`` columns
+        (parallax, proper motions, radial velocity): the flows are trained
+        on the error-convolved likelihood (see
+        :mod:`gala_deeppotential.deconvolution`), ``error_samples`` Monte
+        Carlo draws per star (a field of ``df_options``), which makes
+        training that many times slower per step. By default, whenever the
+        catalogue has error columns; ``False`` treats the measurements as
+        exact; ``True`` insists, and refuses a catalogue without them.
     seed : int
         Seed of both fits; with the same ``threads`` on the CPU a fit is
         reproducible bit for bit.
@@ -368,7 +422,7 @@ def fit(
     ------
     ~gala_deeppotential.phasespace.CatalogueError
         For a catalogue that cannot become phase space (the message says
-        why).
+        why), or a selection function that is zero at some stars.
     TypeError
         For an option that is not a setting of its stage.
     ValueError
@@ -410,11 +464,11 @@ def fit(
         min_stars=MIN_STARS,
     )
     phase_space = _phase_space_record(data)
-    stages = {
-        "df_options": options_dict(df_options),
-        "potential_options": options_dict(potential_options),
-        "seed": seed,
-    }
+    noisy = _noisy_astrometry(data, errors)
+    bound = _bind_selection(selection, data, exact=noisy is None)
+    if data.has_rv is not None and df_options.factorization == "joint":
+        df_options = dataclasses.replace(df_options, factorization="conditional")
+    stages = _stages(df_options, potential_options, seed, bound, noisy)
     run = {"seed": seed, "threads": threads, "progress": progress}
     folder = None if checkpoint_dir is None else Path(checkpoint_dir)
     if distributed:
@@ -427,17 +481,25 @@ def fit(
             run,
             phase_space,
             stages,
+            bound,
+            noisy,
         )
     else:
         if folder is not None:
             _open_checkpoint(folder, data.w, phase_space, stages)
         df = fit_distribution_function(
-            data.w, df_options, device=device, checkpoint_dir=_df_folder(folder), **run
+            data.w,
+            df_options,
+            device=device,
+            checkpoint_dir=_df_folder(folder),
+            noisy=noisy,
+            **run,
         )
-        potential_fit = _potential_stage(df, potential_options, folder, device, run)
+        potential_fit = _potential_stage(
+            df, potential_options, folder, device, run, bound
+        )
     if virial_options is not None:
-        with torch_threads(threads):
-            potential_fit = calibrate(potential_fit, data.x, data.v, virial_options)
+        potential_fit = _calibrated(potential_fit, data, virial_options, bound, threads)
     config = {
         **stages,
         "virial": None if virial_options is None else options_dict(virial_options),
@@ -457,6 +519,8 @@ def _phase_space_record(data: PhaseSpaceData) -> dict[str, Any]:
         "frame": data.frame,
         "n_stars": len(data),
         "n_dropped": data.n_dropped,
+        "n_with_rv": data.n_rv,
+        "errors_in_catalogue": data.astrometry is not None,
     }
 
 
@@ -487,18 +551,99 @@ def _df_folder(folder: Path | None) -> Path | None:
     return None if folder is None else folder / _DF_FOLDER
 
 
+def _stages(
+    df_options: DFOptions,
+    potential_options: PotentialOptions,
+    seed: int,
+    bound: BoundSelection | None,
+    noisy: NoisyAstrometry | None,
+) -> dict[str, Any]:
+    """The JSON-able settings of the two fits, as the checkpoints record them."""
+    stages = {
+        "df_options": options_dict(df_options),
+        "potential_options": options_dict(potential_options),
+        "seed": seed,
+    }
+    if bound is not None:
+        stages["selection"] = bound.describe()
+    if noisy is not None:
+        stages["deconvolution"] = {"astrometry_sha256": noisy.sha256}
+    return stages
+
+
+def _bind_selection(
+    selection: Any, data: PhaseSpaceData, exact: bool
+) -> BoundSelection | None:
+    """The selection function on the fit's Galactocentric positions, or None."""
+    selection = as_selection(selection)
+    if selection is None:
+        return None
+    if data.frame is None:
+        raise ValueError(
+            "a selection function needs sky positions: fit a catalogue in a "
+            "physical unit system, not a dimensionless one"
+        )
+    return selection.bind(data.frame, data.units["length"], data.x, exact)
+
+
+def _noisy_astrometry(
+    data: PhaseSpaceData, errors: bool | None
+) -> NoisyAstrometry | None:
+    """The measurements to deconvolve, or None."""
+    if errors is False:
+        return None
+    if data.astrometry is None:
+        if errors:
+            raise CatalogueError(
+                "errors=True, but the catalogue has no error columns: "
+                "deconvolution needs a table (or file) with parallax_error, "
+                "pmra_error, pmdec_error and radial_velocity_error (rename "
+                "yours with columns=), or pass errors=None to fit without"
+            )
+        return None
+    return NoisyAstrometry(data.astrometry, data.frame, data.units)
+
+
+def _calibrated(
+    potential_fit: PotentialFit,
+    data: PhaseSpaceData,
+    options: VirialOptions,
+    bound: BoundSelection | None,
+    threads: int | None,
+) -> PotentialFit:
+    """The fit calibrated by the virial theorem, or why that was skipped."""
+    reason = None
+    if bound is not None:
+        reason = (
+            "the catalogue has a selection function, and the virial theorem "
+            "needs every star in its window"
+        )
+    elif local_center(data.x) is not None:
+        reason = (
+            "the stars are a local volume that does not surround the centre of "
+            "the system, where the virial theorem sees only the tidal field"
+        )
+    if reason is not None:
+        return dataclasses.replace(
+            potential_fit, virial={"applied": False, "reason": reason}
+        )
+    with torch_threads(threads):
+        return calibrate(potential_fit, data.x, data.v, options)
+
+
 def _potential_stage(
     df: FlowEnsemble,
     options: PotentialOptions,
     folder: Path | None,
     device: Any,
     run: dict[str, Any],
+    bound: BoundSelection | None,
 ) -> PotentialFit:
     """The Φ fit, read from the checkpoint folder or fitted and stored there."""
     path = None if folder is None else folder / _POTENTIAL_FILE
     if path is not None and path.is_file():
         return PotentialFit.load(path)
-    potential_fit = fit_potential(df, options, device=device, **run)
+    potential_fit = fit_potential(df, options, device=device, selection=bound, **run)
     if path is not None:
         potential_fit.save(path)
     return potential_fit
@@ -513,6 +658,8 @@ def _fit_distributed(
     run: dict[str, Any],
     phase_space: dict[str, Any],
     stages: dict[str, Any],
+    bound: BoundSelection | None,
+    noisy: NoisyAstrometry | None,
 ) -> tuple[FlowEnsemble, PotentialFit]:
     """Both fits over torchrun's ranks: the flows shared out, Φ on rank 0."""
     from . import distributed as multi
@@ -530,12 +677,13 @@ def _fit_distributed(
             df_options,
             device=rank_device,
             checkpoint_dir=_df_folder(folder),
+            noisy=noisy,
             **run,
         )
         potential_fit = None
         if root:
             potential_fit = _potential_stage(
-                df, potential_options, folder, rank_device, run
+                df, potential_options, folder, rank_device, run, bound
             )
         return df, multi.broadcast_potential_fit(potential_fit)
 

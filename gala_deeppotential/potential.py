@@ -51,6 +51,10 @@ STEPS = 2000
 ROTATING_STEPS = 4000
 
 _KIND = "potential_fit"
+# Extra draws allowed to fill the points inside a selection function, and the
+# seed offset of each.
+_SELECTION_ROUNDS = 4
+_SELECTION_SEED = 7919
 _RESIDUALS = ("log_f", "f")
 _GAUGES = ("kepler", "center")
 
@@ -67,6 +71,17 @@ class DistributionFunction(Protocol):
     def grad_log_prob(self, x, v): ...
 
     def log_prob(self, x, v): ...
+
+
+class Selection(Protocol):
+    """What :func:`fit_potential` needs of a selection function.
+
+    :class:`~gala_deeppotential.selection.BoundSelection` is one.
+    """
+
+    def interior(self, x: np.ndarray) -> np.ndarray: ...
+
+    def grad_log(self, x: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,7 +135,11 @@ class PotentialOptions:
         Architecture of :class:`~gala_deeppotential.nn.PotentialNet`;
         ``radial=True`` (the default) adds the radius as an input, which lets
         Φ follow a central density cusp; ``radial=False`` is the paper's
-        network of :math:`\vec{x}` alone.
+        network of :math:`\vec{x}` alone. For a local volume (points whose
+        median position is farther from the origin than their median
+        distance from it, such as a survey around the Sun) the network is
+        centred on the points' median and has no radial input, since the
+        cusp lies outside the data.
     radial_softening : float, optional
         Softening of the radial input, in units of the median radius of the
         points. By default the radius inside which lie
@@ -130,7 +149,9 @@ class PotentialOptions:
         finite.
     gauge : {"kepler", "center"}
         How the additive constant of :math:`\Phi` is fixed (see
-        :func:`fix_gauge`).
+        :func:`fix_gauge`). A local volume cannot see the Keplerian fall-off,
+        so there ``"center"`` is used: :math:`\Phi = 0` at the network's
+        centre.
     max_restarts : int
         Restarts allowed when the fit fails. The fit has failed when, after
         a quarter of the steps, it has collapsed (the median scaled force
@@ -328,6 +349,7 @@ def fit_potential(
     device: str | torch.device | None = "cpu",
     threads: int | None = None,
     progress: bool = True,
+    selection: Selection | None = None,
     **overrides: Any,
 ) -> PotentialFit:
     r"""Fit :math:`\Phi_\theta` so that the DF is stationary, with non-negative density.
@@ -362,6 +384,13 @@ def fit_potential(
         torch intra-op threads for the fit.
     progress : bool
         Show a tqdm progress bar.
+    selection : :class:`~gala_deeppotential.selection.BoundSelection`, optional
+        The selection function the DF was observed through. Points are kept
+        only inside it, away from its edges
+        (:meth:`~gala_deeppotential.selection.BoundSelection.interior`; more
+        are drawn from a DF model to make up ``n_samples``), and
+        :math:`\nabla \ln S` is subtracted from :math:`\nabla_x \ln f`
+        (see :mod:`gala_deeppotential.selection`).
     **overrides
         Fields of :class:`PotentialOptions` (``n_steps=500``, ...).
 
@@ -388,6 +417,8 @@ def fit_potential(
     start = time.perf_counter()
     with torch_threads(threads):
         points = _training_points(df, options, seed)
+        if selection is not None:
+            points = _select(points, selection, df, options, seed)
         if options.n_steps is None:
             options = dataclasses.replace(options, n_steps=_default_steps(points))
         net_kwargs = _network_settings(points, options)
@@ -398,7 +429,8 @@ def fit_potential(
         net = net.cpu().eval()
         radii = np.linalg.norm(points.x, axis=1)
         r_edge = float(np.quantile(radii, 0.95))
-        gauge_info = fix_gauge(net, options.gauge, r_edge)
+        gauge = options.gauge if net_kwargs["center"] is None else "center"
+        gauge_info = fix_gauge(net, gauge, r_edge)
     return PotentialFit(
         net=net,
         data_radius=float(np.quantile(radii, 0.99)),
@@ -416,14 +448,15 @@ def fix_gauge(net: PotentialNet, gauge: str, r_edge: float) -> dict[str, Any]:
     tail at the edge of the data: at :math:`r_e` (``r_edge``, the
     95th-percentile radius of the fitted points) the angle-averaged
     :math:`\Phi(r_e) = -\langle g_r(r_e)\rangle r_e`. ``"center"`` sets
-    :math:`\Phi(0) = 0`.
+    :math:`\Phi = 0` at the network's centre (the origin, unless it was
+    fitted to a local volume).
     """
     with torch.no_grad():
         net.phi_offset.zero_()
         if gauge == "center":
-            phi0 = float(net(torch.zeros(1, 3, dtype=net.phi_scale.dtype))[0])
+            phi0 = float(net(net.center[None])[0])
             net.phi_offset.fill_(-phi0)
-            return {"gauge": "center", "phi_at_center": 0.0}
+            return {"gauge": "center", "center": net.center.tolist()}
         dirs = sphere_directions(512)
         pts = torch.as_tensor(r_edge * dirs, dtype=net.phi_scale.dtype)
         phi, grad = net.value_and_grad(pts)
@@ -477,9 +510,22 @@ def _default_steps(points: DFGradients) -> int:
     return ROTATING_STEPS if removed > ROTATION_VARIANCE_FRACTION else STEPS
 
 
+def local_center(x: np.ndarray) -> np.ndarray | None:
+    """The centre of a local volume of points (N, 3), or None if they surround 0.
+
+    Points are a local volume when their median position lies farther from
+    the origin than their median distance from that median.
+    """
+    center = np.median(x, axis=0)
+    spread = float(np.median(np.linalg.norm(x - center, axis=1)))
+    return center if float(np.linalg.norm(center)) > spread else None
+
+
 def _network_settings(points: DFGradients, options: PotentialOptions) -> dict:
     """Keywords of :class:`PotentialNet`, with its scales taken from the points."""
-    radii = np.linalg.norm(points.x, axis=1)
+    center = local_center(points.x)
+    radial = options.radial and center is None
+    radii = np.linalg.norm(points.x - (0 if center is None else center), axis=1)
     length = float(np.median(radii))
     softening = options.radial_softening
     if softening is None:
@@ -489,11 +535,54 @@ def _network_settings(points: DFGradients, options: PotentialOptions) -> dict:
         "n_hidden": options.n_hidden,
         "n_layers": options.n_layers,
         "activation": options.activation,
-        "radial": options.radial,
+        "radial": radial,
         "radial_softening": softening,
         "length_scale": length,
         "phi_scale": float(np.median(np.sum(points.v**2, axis=1))),
+        "center": None if center is None else tuple(float(c) for c in center),
     }
+
+
+def _select(
+    points: DFGradients,
+    selection: Selection,
+    df: Any,
+    options: PotentialOptions,
+    seed: int | None,
+) -> DFGradients:
+    r"""The points inside the selection, topped up from a DF model, with
+    the gradients of the stationary DF, :math:`\nabla\ln f_{obs} - \nabla\ln S`."""
+    keep = selection.interior(points.x)
+    parts = [_subset(points, keep)]
+    have, target = int(keep.sum()), len(points)
+    rounds = 0
+    while not isinstance(df, DFGradients | tuple | list) and have < target:
+        if rounds == _SELECTION_ROUNDS or have == 0:
+            raise ValueError(
+                f"only {have} of {len(points) * (rounds + 1)} points drawn from the "
+                "DF lie inside the selection function: the selection does not "
+                "match the stars; check the selection and its margin"
+            )
+        rounds += 1
+        extra_seed = None if seed is None else seed + _SELECTION_SEED * rounds
+        want = int(1.2 * (target - have) * len(points) / max(have, 1)) + 1
+        drawn = DFGradients.from_df(
+            df, want, seed=extra_seed, residual=options.residual
+        )
+        inside = selection.interior(drawn.x)
+        parts.append(_subset(drawn, inside))
+        have += int(inside.sum())
+    x, v, grad_x, grad_v = (
+        np.concatenate([getattr(p, name) for p in parts])[:target]
+        for name in ("x", "v", "grad_x", "grad_v")
+    )
+    return DFGradients(x, v, grad_x - selection.grad_log(x), grad_v)
+
+
+def _subset(points: DFGradients, keep: np.ndarray) -> DFGradients:
+    return DFGradients(
+        points.x[keep], points.v[keep], points.grad_x[keep], points.grad_v[keep]
+    )
 
 
 def _fit_with_restarts(

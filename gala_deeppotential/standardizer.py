@@ -166,6 +166,11 @@ class Standardizer:
         if y.ndim != 2 or y.shape[0] < 2:
             raise ValueError(f"data must be shaped (N >= 2, D), got {tuple(y.shape)}")
         dim = y.shape[1]
+        complete = torch.isfinite(y).all(dim=1)
+        if not bool(complete.all()):
+            # Stars with missing values (velocities without a radial velocity)
+            # inform the axes they have.
+            return cls._fit_incomplete(y, complete, asinh_axes, rotation)
         spin = {}
         if dim == 6 and rotation is not False:
             v0, R0, removed = fit_rotation_curve(y.numpy())
@@ -196,6 +201,52 @@ class Standardizer:
                 "fitted along an axis with no spread; drop or perturb them"
             )
         return cls(u.mean(dim=0), std, center, width, axes, **spin)
+
+    @classmethod
+    def _fit_incomplete(
+        cls,
+        y: torch.Tensor,
+        complete: torch.Tensor,
+        asinh_axes: Sequence[int],
+        rotation: bool | None,
+    ) -> Standardizer:
+        """:meth:`fit` where some values are NaN (velocities of stars without a
+        radial velocity): the rotation from the complete stars, each axis's
+        centre and scale from the stars that have it."""
+        if int(complete.sum()) < 2:
+            raise ValueError("fewer than two stars have every coordinate")
+        params = cls.fit(y[complete], asinh_axes, rotation).to_dict()
+        center, width = params["asinh_center"], params["asinh_scale"]
+        for axis in params["asinh_axes"]:
+            known = y[torch.isfinite(y[:, axis]), axis]
+            median = known.median()
+            mad = float((known - median).abs().median()) * 1.4826
+            center[axis] = float(median)
+            width[axis] = mad if mad > 0 else float(known.std())
+        u = cls.from_dict(params)._pre(y)
+        for axis in range(y.shape[1]):
+            known = u[torch.isfinite(u[:, axis]), axis]
+            params["shift"][axis] = float(known.mean())
+            params["scale"][axis] = float(known.std())
+        return cls.from_dict(params)
+
+    def log_abs_det_jacobian_split(
+        self, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`log_abs_det_jacobian` in two parts, positions and velocities.
+
+        For six-dimensional points (the rotation's shear has unit Jacobian);
+        each part has shape ``(...)``.
+        """
+        width = self.asinh_scale.to(y)
+        t = (y - self.asinh_center.to(y)) / width
+        per_axis = torch.where(
+            self._asinh_mask.to(y.device),
+            -torch.log(width) - 0.5 * torch.log1p(t * t),
+            torch.zeros_like(y),
+        ) - torch.log(self.scale.to(y))
+        half = self.dim // 2
+        return per_axis[..., :half].sum(dim=-1), per_axis[..., half:].sum(dim=-1)
 
     def _pre(self, y: torch.Tensor) -> torch.Tensor:
         """The rotation and asinh stages, :math:`y \\mapsto u`."""

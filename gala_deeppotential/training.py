@@ -17,16 +17,20 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from . import io
 from .df import FlowEnsemble, FlowOptions, empty_history, phase_space_tensor
+from .flows import FactorizedFlow
 from .options import coerce_fields, options_dict, resolve_options
 from .runtime import member_generator, torch_threads
 from .standardizer import Standardizer
+
+if TYPE_CHECKING:
+    from .deconvolution import NoisyAstrometry
 
 #: Default training length in epochs (``docs/record.md`` has how it was chosen).
 DEFAULT_EPOCHS = 16
@@ -75,6 +79,11 @@ class TrainingOptions:
         Wall-clock budget in seconds, including resumed time. The schedule
         then follows whichever of the epoch or time budget runs out first,
         so results depend on machine speed.
+    error_samples : int
+        For a catalogue with measurement errors: Monte Carlo draws per star
+        and step of the error-convolved likelihood (see
+        :mod:`gala_deeppotential.deconvolution`); each step costs about as
+        much as this many plain ones.
     """
 
     epochs: int = DEFAULT_EPOCHS
@@ -86,10 +95,15 @@ class TrainingOptions:
     clip_norm: float = 10.0
     jitter: float = 0.0
     time_limit: float | None = None
+    error_samples: int = 4
 
     def __post_init__(self) -> None:
         if not 0 < self.validation_fraction < 1:
             raise ValueError("validation_fraction must lie in (0, 1)")
+        if int(self.error_samples) != self.error_samples or self.error_samples < 1:
+            raise ValueError(
+                f"error_samples must be a positive integer, got {self.error_samples!r}"
+            )
         if not self.jitter >= 0:
             raise ValueError(f"jitter must be >= 0, got {self.jitter!r}")
         coerce_fields(self)
@@ -124,6 +138,7 @@ def fit_distribution_function(
     threads: int | None = None,
     progress: bool = False,
     checkpoint_dir: str | os.PathLike | None = None,
+    noisy: Any = None,
     **overrides: Any,
 ) -> FlowEnsemble:
     """Fit a :class:`~gala_deeppotential.FlowEnsemble` to a phase-space sample.
@@ -135,7 +150,7 @@ def fit_distribution_function(
         :data:`~gala_deeppotential.df.MIN_STARS` rows.
     options : :class:`DFOptions` or dict, optional
         The architecture and training; the defaults are the measured ones.
-    seed, device, threads, progress, checkpoint_dir
+    seed, device, threads, progress, checkpoint_dir, noisy
         As for :func:`train_flows`; ``device`` is where the ensemble lives.
     **overrides
         Fields of :class:`DFOptions` (``n_flows=8``, ``epochs=30``, ...).
@@ -160,6 +175,7 @@ def fit_distribution_function(
         threads=threads,
         progress=progress,
         checkpoint_dir=checkpoint_dir,
+        noisy=noisy,
     )
 
 
@@ -174,6 +190,7 @@ def train_flows(
     progress: bool = False,
     checkpoint_dir: str | os.PathLike | None = None,
     process_group: Any = None,
+    noisy: NoisyAstrometry | None = None,
     **overrides: Any,
 ) -> FlowEnsemble:
     r"""Fit every member of ``ensemble`` to a phase-space sample by maximum likelihood.
@@ -204,7 +221,11 @@ def train_flows(
     data : array or :class:`torch.Tensor`, shape (N, 6)
         Positions then velocities, :math:`(x, y, z, v_x, v_y, v_z)`, in
         any consistent units; at least
-        :data:`~gala_deeppotential.df.MIN_STARS` rows.
+        :data:`~gala_deeppotential.df.MIN_STARS` rows. A star without a
+        radial velocity has NaN velocities: it informs only the positions'
+        density, which needs members that factorize as
+        :math:`p(x)\,p(v \mid x)` (``factorization="conditional"``).
+        Radial velocities must be missing independently of the velocities.
     options : :class:`TrainingOptions` or dict, optional
         The training settings.
     seed : int
@@ -234,6 +255,13 @@ def train_flows(
         epoch the ranks agree (one ``all_reduce``) whether all of them are
         done, so every shard trains for as many epochs as one fit of the
         whole ensemble would.
+    noisy : :class:`~gala_deeppotential.deconvolution.NoisyAstrometry`, optional
+        The stars' measured astrometry and errors, row for row with ``data``
+        (its point estimates): the members then maximise the
+        error-convolved likelihood, by ``error_samples`` Monte Carlo draws
+        per star and step, which deconvolves the DF. The losses in
+        ``history`` are then :math:`-\langle \ln p(\hat o) \rangle` of
+        the measurements, up to a constant per star.
     **overrides
         Fields of :class:`TrainingOptions` (``epochs=30``, ...).
 
@@ -251,7 +279,7 @@ def train_flows(
         If the loss becomes NaN or infinite (lower ``lr``).
     """
     options = resolve_options(TrainingOptions, options, **overrides)
-    y = phase_space_tensor(data)
+    y = phase_space_tensor(data, missing_velocities=True)
     if int(first_member) != first_member or first_member < 0:
         raise ValueError(f"first_member must be >= 0, got {first_member!r}")
     settings = {
@@ -260,9 +288,16 @@ def train_flows(
         "first_member": int(first_member),
         "data_sha256": hashlib.sha256(y.numpy().tobytes()).hexdigest(),
     }
+    if noisy is not None:
+        if len(noisy) != len(y):
+            raise ValueError(
+                f"noisy holds {len(noisy)} stars but data {len(y)}; pass the "
+                "point estimates of the same stars"
+            )
+        settings["astrometry_sha256"] = noisy.sha256
     with torch_threads(threads):
         FlowTrainer(
-            ensemble, y, settings, checkpoint_dir, progress, process_group
+            ensemble, y, settings, checkpoint_dir, progress, process_group, noisy
         ).run()
     return ensemble
 
@@ -284,6 +319,7 @@ class FlowTrainer:
         checkpoint_dir: str | os.PathLike | None,
         progress: bool,
         process_group: Any,
+        noisy: NoisyAstrometry | None = None,
     ) -> None:
         self.ensemble = ensemble
         self.settings = settings
@@ -298,12 +334,24 @@ class FlowTrainer:
         self.scaler = Standardizer.fit(
             y_train, ensemble.options.asinh_axes, ensemble.options.rotation
         )
-        # Losses are reported in the caller's units: -<ln f> = -<ln p(s)> - <ln|J|>.
-        self.offset_train = float(self.scaler.log_abs_det_jacobian(y_train).mean())
-        self.offset_val = float(self.scaler.log_abs_det_jacobian(y_val).mean())
-        self.s_train = self.scaler.transform(y_train).to(device, torch.float32)
-        self.s_val = self.scaler.transform(y_val).to(device, torch.float32)
         self.flow = ensemble.build_flow(seed, first)
+        self.stars = None
+        if noisy is not None or not bool(torch.isfinite(y).all()):
+            # Missing radial velocities or measurement errors: every star's
+            # likelihood is evaluated afresh at each step (StarLikelihood).
+            self.stars = StarLikelihood(
+                self.flow, self.scaler, y, order, n_val, noisy, settings, device
+            )
+            self.offset_train = self.offset_val = 0.0
+            self.s_train = torch.empty(len(y) - n_val, 0, device=device)
+            self.s_val = torch.empty(n_val, 0, device=device)
+        else:
+            # Losses are reported in the caller's units:
+            # -<ln f> = -<ln p(s)> - <ln|J|>.
+            self.offset_train = float(self.scaler.log_abs_det_jacobian(y_train).mean())
+            self.offset_val = float(self.scaler.log_abs_det_jacobian(y_val).mean())
+            self.s_train = self.scaler.transform(y_train).to(device, torch.float32)
+            self.s_val = self.scaler.transform(y_val).to(device, torch.float32)
         self.keys = sorted(self.flow.member_keys())
         self.optimizer = torch.optim.RAdam(self.flow.parameters(), lr=settings["lr"])
         self.batch = min(settings["batch_size"], len(y_train))
@@ -405,6 +453,8 @@ class FlowTrainer:
             g.mul_(factor.view(-1, *[1] * (g.ndim - 1)))
 
     def _validation_loss(self) -> torch.Tensor:
+        if self.stars is not None:
+            return self.stars.validation_loss()
         total = torch.zeros(self.ensemble.n_flows, device=self.s_val.device)
         with torch.no_grad():
             for chunk in torch.split(self.s_val, _VALIDATION_ROWS):
@@ -424,7 +474,7 @@ class FlowTrainer:
         order = torch.stack(
             [torch.randperm(n_train, generator=g) for g in self.generators]
         ).to(device)
-        jitter = self.settings["jitter"]
+        jitter = self.settings["jitter"] if self.stars is None else 0.0
         if jitter:
             # One draw per member and epoch, from the member's own stream,
             # moved once: the members stay independent and reproducible.
@@ -444,10 +494,13 @@ class FlowTrainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             rows = order[:, j * self.batch : (j + 1) * self.batch]
-            batch = self.s_train[rows]
-            if jitter:
-                batch = batch + noise.gather(1, rows[..., None].expand_as(batch))
-            nll = -self.flow.log_prob(batch).mean(dim=1)
+            if self.stars is not None:
+                nll = self.stars.train_loss(rows, self.generators)
+            else:
+                batch = self.s_train[rows]
+                if jitter:
+                    batch = batch + noise.gather(1, rows[..., None].expand_as(batch))
+                nll = -self.flow.log_prob(batch).mean(dim=1)
             self.optimizer.zero_grad()
             nll.sum().backward()
             self._clip()
@@ -548,3 +601,108 @@ class FlowTrainer:
         self.ensemble.flow = self.flow
         self.ensemble.standardizer = self.scaler
         self.ensemble.history = self.history
+
+
+class StarLikelihood:
+    r"""Per-star likelihoods for stars with missing radial velocities or errors.
+
+    A star with a radial velocity contributes :math:`\ln f(x, v)`, one
+    without only the density of its position, :math:`\ln p(x)` (the
+    members must factorize as :math:`p(x)\,p(v \mid x)`). With measurement
+    errors, either is the Monte Carlo estimate of its error-convolved value,
+    :math:`\ln \frac1M \sum_m f(y_m)\,w_m`, over M draws
+    :math:`y_m` of its true coordinates with weights :math:`w_m`
+    (:class:`~gala_deeppotential.deconvolution.NoisyAstrometry`). All
+    densities are in the caller's units, Jacobians included.
+    """
+
+    def __init__(
+        self,
+        flow: Any,
+        scaler: Standardizer,
+        y: torch.Tensor,
+        order: torch.Tensor,
+        n_val: int,
+        noisy: NoisyAstrometry | None,
+        settings: dict[str, Any],
+        device: torch.device,
+    ) -> None:
+        has_rv = torch.isfinite(y[:, 3:]).all(dim=1)
+        if not bool(has_rv.all()) and not isinstance(flow, FactorizedFlow):
+            raise ValueError(
+                f"{int((~has_rv).sum())} stars have no radial velocity (NaN "
+                "velocities): fit them with factorization='conditional', whose "
+                "members model the positions' density on its own"
+            )
+        self.flow, self.scaler, self.noisy, self.device = flow, scaler, noisy, device
+        self.samples = settings["error_samples"] if noisy is not None else 1
+        self.train_rows, self.val_rows = order[n_val:], order[:n_val]
+        self.has_rv = has_rv.to(device)
+        # Exact stars: their coordinates, NaN velocities zeroed (masked below).
+        self.y = torch.where(has_rv[:, None] | _POSITION_AXES, y, 0.0).to(device)
+        # Validation draws are fixed, so that epochs compare like with like.
+        generator = torch.Generator().manual_seed(settings["seed"])
+        self.val_noise = torch.randn(
+            n_val, self.samples, 4, generator=generator, dtype=torch.float64
+        )
+
+    def _log_likelihood(self, stars: torch.Tensor, noise: torch.Tensor | None):
+        """Each member's log-likelihood of some stars (K, B): ``stars`` (K, B)."""
+        k, b = stars.shape
+        if self.noisy is None:
+            y, log_w = self.y[stars][:, :, None], 0.0
+        else:
+            y, log_w = self.noisy.draw(stars, noise.to(self.device))
+        has_rv = self.has_rv[stars][:, :, None].expand(k, b, self.samples)
+        y = torch.where(has_rv[..., None] | _POSITION_AXES.to(y.device), y, 0.0)
+        s = self.scaler.transform(y).to(torch.float32).reshape(k, -1, 6)
+        rows = s.shape[1]
+        s = torch.cat([s, s.new_zeros(k, -rows % _ROW_MULTIPLE, 6)], dim=1)
+        shape = (k, b, self.samples)
+        if isinstance(self.flow, FactorizedFlow):
+            lp_x, lp_v = (
+                t[:, :rows].reshape(shape) for t in self.flow.log_prob_parts(s)
+            )
+            j_x, j_v = (
+                t.to(torch.float32) for t in self.scaler.log_abs_det_jacobian_split(y)
+            )
+            ell = lp_x + j_x + torch.where(has_rv, lp_v + j_v, 0.0)
+        else:
+            lp = self.flow.log_prob(s)[:, :rows].reshape(shape)
+            ell = lp + self.scaler.log_abs_det_jacobian(y).to(torch.float32)
+        if self.noisy is not None:
+            ell = ell + log_w.to(torch.float32)
+        return torch.logsumexp(ell, dim=-1) - math.log(self.samples)
+
+    def train_loss(
+        self, rows: torch.Tensor, generators: list[torch.Generator]
+    ) -> torch.Tensor:
+        """Each member's mean negative log-likelihood over its batch, (K,)."""
+        stars = self.train_rows.to(rows.device)[rows]
+        noise = None
+        if self.noisy is not None:
+            b = rows.shape[1]
+            noise = torch.stack(
+                [
+                    torch.randn(b, self.samples, 4, generator=g, dtype=torch.float64)
+                    for g in generators
+                ]
+            )
+        return -self._log_likelihood(stars, noise).mean(dim=1)
+
+    def validation_loss(self) -> torch.Tensor:
+        """Each member's mean negative log-likelihood of the held-out stars, (K,)."""
+        k = self.flow.n_members
+        total = torch.zeros(k, device=self.device)
+        with torch.no_grad():
+            for chunk in torch.split(
+                torch.arange(len(self.val_rows)), _VALIDATION_ROWS
+            ):
+                stars = self.val_rows[chunk].to(self.device).expand(k, -1)
+                noise = self.val_noise[chunk].expand(k, -1, -1, -1)
+                total -= self._log_likelihood(stars, noise).sum(dim=1)
+        return (total / len(self.val_rows)).cpu()
+
+
+# Which of the six coordinates are positions (always measured).
+_POSITION_AXES = torch.tensor([True, True, True, False, False, False])

@@ -23,6 +23,8 @@ LAYERS = {
     "io": 0,
     "options": 0,
     "directions": 0,
+    "healpix": 0,
+    "tables": 0,
     "phasespace": 1,
     "standardizer": 1,
     "flows": 1,
@@ -30,6 +32,9 @@ LAYERS = {
     "nn": 1,
     "cylspline": 1,
     "df": 2,
+    "sky": 2,
+    "selection": 3,
+    "deconvolution": 3,
     "training": 3,
     "potential": 3,
     "virial": 4,
@@ -41,6 +46,7 @@ LAYERS = {
     "meridional": 6,
     "pipeline": 6,
     "demo": 7,
+    "local": 7,
     "cli": 8,
 }
 MAX_MODULE_LINES = 800

@@ -274,44 +274,80 @@ def test_dimensionless_unit_system():
         _ = data.galcen_frame
 
 
+def assert_matches_without_rv(data, truth, no_rv, keep=slice(None)):
+    """Positions all match; velocities match where there is a radial velocity."""
+    np.testing.assert_array_equal(data.has_rv, ~no_rv)
+    assert np.isnan(data.v[no_rv]).all()
+    x_true = truth.xyz.to_value(u.kpc).T[keep]
+    v_true = truth.v_xyz.to_value(KPC_MYR).T[keep]
+    np.testing.assert_allclose(data.x, x_true, rtol=0, atol=RTOL * np.abs(x_true).max())
+    np.testing.assert_allclose(
+        data.v[~no_rv], v_true[~no_rv], rtol=0, atol=RTOL * np.abs(v_true).max()
+    )
+
+
 def test_drop_invalid_reports_what_it_dropped(sky_table, truth):
     sky_table["radial_velocity"][[3, 7]] = np.nan
     sky_table["pmra"][7] = np.inf
     sky_table["distance"][11] = np.nan
-    expected = r"dropped 3 stars .*distance: 1, pmra: 1, radial_velocity: 2"
+    # Star 3 only lacks a radial velocity: it is kept, without one.
+    expected = r"dropped 2 stars .*distance: 1, pmra: 1\)"
     with pytest.warns(UserWarning, match=expected):
         data = to_phase_space(sky_table, drop_invalid=True)
-    assert data.n_dropped == 3
+    assert data.n_dropped == 2
     keep = np.ones(N_STARS, dtype=bool)
-    keep[[3, 7, 11]] = False
-    assert_matches(data, truth, keep=keep)
+    keep[[7, 11]] = False
+    no_rv = np.zeros(N_STARS - 2, dtype=bool)
+    no_rv[3] = True
+    assert_matches_without_rv(data, truth, no_rv, keep=keep)
+    assert data.n_rv == N_STARS - 3
 
 
-def test_drop_invalid_masked_column(sky_table, truth):
+def test_masked_radial_velocities_are_missing_not_invalid(sky_table, truth):
     table = Table(sky_table)
     rv = table["radial_velocity"]
     mask = np.zeros(N_STARS, dtype=bool)
     mask[:5] = True
     table["radial_velocity"] = MaskedColumn(rv, mask=mask, unit=rv.unit)
-    with pytest.raises(CatalogueError, match="masked"):
-        to_phase_space(table)
-    with pytest.warns(UserWarning, match="dropped 5 stars"):
-        data = to_phase_space(table, drop_invalid=True)
-    assert_matches(data, truth, keep=~mask)
+    data = to_phase_space(table)
+    assert data.n_dropped == 0
+    assert_matches_without_rv(data, truth, mask)
+
+
+def test_complete_catalogue_has_no_rv_mask(sky_table, truth):
+    data = to_phase_space(sky_table)
+    assert data.has_rv is None and data.n_rv == N_STARS
+    assert data.astrometry is None
+
+
+def test_no_radial_velocity_at_all_is_refused(sky_table, icrs):
+    sky_table["radial_velocity"][:] = np.nan
+    with pytest.raises(CatalogueError, match="no star has a finite radial velocity"):
+        to_phase_space(sky_table)
+    coord = SkyCoord(
+        ra=icrs.ra,
+        dec=icrs.dec,
+        distance=icrs.distance,
+        pm_ra_cosdec=icrs.pm_ra_cosdec,
+        pm_dec=icrs.pm_dec,
+        radial_velocity=np.full(len(icrs), np.nan) * u.km / u.s,
+    )
+    with pytest.raises(CatalogueError, match="finite radial velocity"):
+        to_phase_space(coord)
 
 
 @pytest.mark.parametrize("kind", ["icrs", "pair_n3"])
 def test_drop_invalid_other_forms(kind, icrs, truth, tmp_path):
     if kind == "icrs":
-        rv = icrs.radial_velocity.copy()
-        rv[0] = np.nan
+        pm = icrs.pm_dec.copy()
+        pm[0] = np.nan
         catalogue = SkyCoord(
             ra=icrs.ra,
             dec=icrs.dec,
             distance=icrs.distance,
             pm_ra_cosdec=icrs.pm_ra_cosdec,
-            pm_dec=icrs.pm_dec,
-            radial_velocity=rv,
+            pm_dec=pm,
+            radial_velocity=icrs.radial_velocity,
         )
     else:
         pos = truth.xyz.T.copy()
@@ -323,6 +359,74 @@ def test_drop_invalid_other_forms(kind, icrs, truth, tmp_path):
         data = to_phase_space(catalogue, drop_invalid=True)
     assert data.n_dropped == 1
     assert_matches(data, truth, keep=slice(1, None))
+
+
+def test_skycoord_with_some_radial_velocities_missing(icrs, truth):
+    rv = icrs.radial_velocity.copy()
+    rv[[0, 5]] = np.nan
+    coord = SkyCoord(
+        ra=icrs.ra,
+        dec=icrs.dec,
+        distance=icrs.distance,
+        pm_ra_cosdec=icrs.pm_ra_cosdec,
+        pm_dec=icrs.pm_dec,
+        radial_velocity=rv,
+    )
+    data = to_phase_space(coord)
+    no_rv = np.zeros(N_STARS, dtype=bool)
+    no_rv[[0, 5]] = True
+    assert_matches_without_rv(data, truth, no_rv)
+
+
+def gaia_table(icrs) -> QTable:
+    """The catalogue with parallaxes and Gaia-style error columns."""
+    table = QTable(
+        {
+            "ra": icrs.ra.to(u.deg),
+            "dec": icrs.dec.to(u.deg),
+            "parallax": icrs.distance.to(u.mas, u.parallax()),
+            "pmra": icrs.pm_ra_cosdec.to(u.mas / u.yr),
+            "pmdec": icrs.pm_dec.to(u.mas / u.yr),
+            "radial_velocity": icrs.radial_velocity.to(u.km / u.s),
+        }
+    )
+    for name in ("parallax", "pmra", "pmdec", "radial_velocity"):
+        table[f"{name}_error"] = 0.01 * np.abs(table[name]) + 1e-3 * table[name].unit
+    return table
+
+
+def test_error_columns_are_read_into_astrometry(icrs, truth):
+    table = gaia_table(icrs)
+    table["radial_velocity"][2] = np.nan
+    table["radial_velocity_error"][2] = np.nan  # no error needed where no RV
+    data = to_phase_space(table)
+    astro = data.astrometry
+    np.testing.assert_allclose(astro["ra"], icrs.ra.rad, rtol=1e-14)
+    np.testing.assert_allclose(
+        astro["parallax_error"], table["parallax_error"].to_value(u.mas), rtol=1e-14
+    )
+    assert np.isnan(astro["radial_velocity"][2])
+    assert_matches_without_rv(data, truth, np.arange(N_STARS) == 2)
+
+
+def test_partial_or_bad_error_columns_are_refused(icrs):
+    table = gaia_table(icrs)
+    del table["pmdec_error"]
+    with pytest.raises(CatalogueError, match=r"not \['pmdec_error'\]"):
+        to_phase_space(table)
+    table = gaia_table(icrs)
+    table["parallax_error"][4] = 0 * u.mas
+    with pytest.raises(CatalogueError, match="errors <= 0"):
+        to_phase_space(table)
+    table = gaia_table(icrs)
+    table["radial_velocity_error"][4] = np.nan  # an RV without its error
+    with pytest.raises(CatalogueError, match="radial_velocity_error"):
+        to_phase_space(table)
+    table = gaia_table(icrs)
+    table["distance"] = icrs.distance.to(u.kpc)
+    del table["parallax"]
+    with pytest.raises(CatalogueError, match="gives distances, not parallaxes"):
+        to_phase_space(table)
 
 
 def test_columns_mapping(sky_table, truth):

@@ -2,7 +2,9 @@
 
 One module per family: the Plummer sphere (:mod:`.plummer`), isotropic tracers
 of any spherical potential by Eddington inversion (:mod:`.eddington`), and
-axisymmetric discs and rotating populations with DFs f(E, L_z) (:mod:`.disc`).
+axisymmetric discs and rotating populations with DFs f(E, L_z) (:mod:`.disc`,
+:mod:`.rotating`), and Gaia-like catalogues of any of them seen from the Sun
+(:mod:`.gaia`).
 Every truth has the analytic gradient of ln f, so a potential fitted on exact
 gradients measures the method's floor, and an exact sampler, so a fitted
 potential can be scored at fresh stars of the same DF.
@@ -11,12 +13,14 @@ potential can be scored at fresh stars of the same DF.
 from .axisymmetric import AxisymmetricDF, disc_galaxy_potential, milky_way_potential
 from .disc import ShuDiscDF
 from .eddington import EddingtonDF, TracerDensity, eddington_sample
+from .gaia import GaiaErrorModel, mock_gaia_catalogue
 from .plummer import PlummerTruth, plummer_sample
 from .rotating import RotatingPolytropeDF
 
 __all__ = [
     "AxisymmetricDF",
     "EddingtonDF",
+    "GaiaErrorModel",
     "PlummerTruth",
     "RotatingPolytropeDF",
     "ShuDiscDF",
@@ -24,5 +28,6 @@ __all__ = [
     "disc_galaxy_potential",
     "eddington_sample",
     "milky_way_potential",
+    "mock_gaia_catalogue",
     "plummer_sample",
 ]

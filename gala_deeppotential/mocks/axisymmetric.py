@@ -23,7 +23,7 @@ from gala.potential import (
 from gala.units import DimensionlessUnitSystem, UnitSystem, galactic
 
 from ..phasespace import strip_units
-from ._common import _phase_space_position, _positive
+from ._common import _phase_space_position, _positive, _sample_size
 
 # Azimuths and heights at which axisymmetry and a potential that is deepest in
 # the plane are checked, in units of the truncation radius.
@@ -340,6 +340,73 @@ class AxisymmetricDF:
         grad_v = d_E[:, None] * v + d_lz[:, None] * grad_lz_v
         return grad_x, grad_v
 
+    def sample_sphere(
+        self,
+        n: int,
+        center: u.Quantity,
+        radius: u.Quantity,
+        seed: int | np.random.Generator | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        r"""Draw ``n`` stars exactly from the DF restricted to a sphere.
+
+        A survey's local volume, e.g. the stars within 1.5 kpc of the Sun.
+        Stars are drawn from the whole DF and each is then turned about the
+        symmetry axis: the azimuth of an axisymmetric DF is uniform and
+        independent of the rest, so a star at :math:`(R, z)` whose ring
+        crosses the sphere over an arc of half-width :math:`\Delta(R, z)`
+        is kept with probability :math:`\Delta/\Delta_{max}` and placed
+        uniformly on that arc. That is rejection from the restricted DF,
+        exact, and about :math:`\pi/\Delta_{max}` times more efficient than
+        keeping the stars that happen to fall in the sphere.
+
+        Parameters
+        ----------
+        n : int
+            Number of stars.
+        center : :class:`~astropy.units.Quantity` [length], shape (3,)
+            Centre of the sphere, in the DF's Cartesian frame.
+        radius : :class:`~astropy.units.Quantity` [length]
+            Its radius.
+        seed : int or :class:`numpy.random.Generator`, optional
+
+        Returns
+        -------
+        x, v : :class:`numpy.ndarray`, shape (n, 3)
+            Positions and velocities in the potential's unit system.
+        """
+        n = _sample_size(n)
+        a = self._length(radius, "radius")
+        c = np.asarray(u.Quantity(center).decompose(self.units).value, dtype=float)
+        if c.shape != (3,):
+            raise ValueError(f"center must hold three coordinates, got {c.shape}")
+        c = c - self._origin
+        R_c, phi_c = float(np.hypot(c[0], c[1])), float(np.arctan2(c[1], c[0]))
+        widest = np.arcsin(a / R_c) if R_c > a else np.pi
+        rng = np.random.default_rng(seed)
+        parts, have, size = [], 0, 2**15
+        while have < n:
+            x, v = self.sample(size, seed=rng)
+            x = x - self._origin
+            R = np.hypot(x[:, 0], x[:, 1])
+            cos_arc = (R**2 + R_c**2 + (x[:, 2] - c[2]) ** 2 - a**2) / np.maximum(
+                2 * R * R_c, 1e-300
+            )
+            half = np.arccos(np.clip(cos_arc, -1, 1))
+            half = np.where(cos_arc > 1, 0.0, half)
+            keep = rng.random(size) * widest < half
+            # Draw what the acceptance so far says is missing, and a bit more.
+            acceptance = max(keep.mean(), 1e-4)
+            turn = (
+                phi_c
+                + half[keep] * (2 * rng.random(keep.sum()) - 1)
+                - np.arctan2(x[keep, 1], x[keep, 0])
+            )
+            parts.append((_turn(x[keep], turn), _turn(v[keep], turn)))
+            have += int(keep.sum())
+            size = int(min(2**22, max(2**15, 1.2 * (n - have) / acceptance)))
+        x, v = (np.concatenate(p)[:n] for p in zip(*parts, strict=True))
+        return x + self._origin, v
+
     def to_phase_space_position(self, x: np.ndarray, v: np.ndarray):
         """Wrap (N, 3) arrays as a :class:`~gala.dynamics.PhaseSpacePosition`."""
         return _phase_space_position(x, v, self.units)
@@ -394,3 +461,11 @@ def _as_points(x, v) -> tuple[np.ndarray, np.ndarray]:
             f"x and v must both have shape (N, 3); got {x.shape} and {v.shape}"
         )
     return x, v
+
+
+def _turn(q: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Rotate (N, 3) vectors about the z axis by ``angle`` (N,) [rad]."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.column_stack(
+        [c * q[:, 0] - s * q[:, 1], s * q[:, 0] + c * q[:, 1], q[:, 2]]
+    )

@@ -1,0 +1,269 @@
+"""Accuracy of the potential fitted to a survey of the solar neighbourhood.
+
+The truth: :class:`~gala_deeppotential.mocks.ShuDiscDF` with its defaults in
+:func:`~gala_deeppotential.mocks.disc_galaxy_potential` (Miyamoto-Nagai disc,
+Hernquist bulge, NFW halo; v_c = 230 km/s at 8 kpc), seen from the Sun of
+the package's default Galactocentric frame. 2^17 stars within 1.5 kpc of the
+Sun are turned into a Gaia-like catalogue
+(:func:`~gala_deeppotential.mocks.mock_gaia_catalogue`) and fitted with
+``gala_deeppotential.fit`` and its defaults. Prints one JSON object with a
+section per case:
+
+* ``exact``: Φθ fitted on the analytic ∇ln f at 2^15 stars of the volume,
+  the floor set by the Φ fit alone;
+* ``ideal``: complete 6-D catalogue, no errors;
+* ``selection``: the footprint |b| > 10° (a HEALPix map) times a completeness
+  1/(1 + (d / 1 kpc)^2), drawn from the DF and given to the fit as a
+  :class:`~gala_deeppotential.selection.SkySelection`;
+* ``errors``: Gaia DR3-like errors (:class:`~gala_deeppotential.mocks.GaiaErrorModel`),
+  deconvolved; ``acc_rel_err_median_without_deconvolution`` is a second fit
+  to the same catalogue with ``errors=False``;
+* ``rv30``: radial velocities for a random 30% of the stars.
+
+Every fit gets the distance limit as a ``SkySelection`` so that Φ is fitted
+inside the volume, away from its edge. Each section holds
+:func:`gala_deeppotential.local.compare_local` at 2^14 fresh stars of the
+same (selected) DF within the heliocentric radius holding 80% of them: the
+force errors, K_z at |z| = 1.1 kpc (``kz_1p1_rel_err``), the local density,
+the Oort constants; and ``wall_s``. ``acceptance`` checks the targets.
+
+Usage::
+
+    python benchmarks/survey_quality.py                        # every section
+    python benchmarks/survey_quality.py --sections exact,ideal
+    python benchmarks/survey_quality.py --quick                # smoke sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+
+import astropy.units as u
+import numpy as np
+import torch
+from machine import describe
+
+from gala_deeppotential.gala_potential import DeepPotential
+from gala_deeppotential.healpix import ang2pix
+from gala_deeppotential.local import compare_local
+from gala_deeppotential.mocks import (
+    GaiaErrorModel,
+    ShuDiscDF,
+    disc_galaxy_potential,
+    mock_gaia_catalogue,
+)
+from gala_deeppotential.pipeline import fit
+from gala_deeppotential.potential import DFGradients, fit_potential
+from gala_deeppotential.selection import SkySelection
+from gala_deeppotential.sky import SkyFrame
+
+RADIUS = 1.5 * u.kpc
+FOOTPRINT_NSIDE = 64
+FOOTPRINT_MIN_B = np.radians(10.0)
+SECTIONS = ("exact", "ideal", "selection", "errors", "rv30")
+
+
+def footprint_selection(margin=None) -> SkySelection:
+    """|b| > 10 deg, 1 / (1 + (d / 1 kpc)^2), within 1.5 kpc."""
+    npix = 12 * FOOTPRINT_NSIDE**2
+    # Pixel membership from a dense grid of directions: a pixel is in the
+    # footprint when its centre-most sample is (the map is what the fit gets).
+    lon = np.random.default_rng(0).uniform(0, 2 * np.pi, 40 * npix)
+    lat = np.arcsin(np.random.default_rng(1).uniform(-1, 1, 40 * npix))
+    pix = ang2pix(FOOTPRINT_NSIDE, lon, lat)
+    high = np.bincount(pix, weights=np.abs(lat) > FOOTPRINT_MIN_B, minlength=npix)
+    mask = (high / np.maximum(np.bincount(pix, minlength=npix), 1)) > 0.5
+    return SkySelection(
+        mask.astype(float),
+        distance_limit=RADIUS,
+        completeness=lambda d: 1 / (1 + (d / u.kpc).to_value(u.one) ** 2),
+        margin=margin,
+    )
+
+
+def draw(truth, n: int, seed: int, selection=None):
+    """n stars of the DF within RADIUS of the Sun, thinned by the selection."""
+    sun = SkyFrame().offset * u.kpc
+    if selection is None:
+        return truth.sample_sphere(n, sun, RADIUS, seed=seed)
+    rng = np.random.default_rng(seed)
+    bound = selection.bind(None, u.kpc, sun.value[None] + [[0, 0, 0.1]])
+    xs, vs, have = [], [], 0
+    while have < n:
+        x, v = truth.sample_sphere(2 * (n - have) + 1000, sun, RADIUS, seed=rng)
+        keep = rng.random(len(x)) < bound.completeness(x)
+        xs.append(x[keep])
+        vs.append(v[keep])
+        have += int(keep.sum())
+    return np.concatenate(xs)[:n], np.concatenate(vs)[:n]
+
+
+def held_out(truth, seed: int, selection=None) -> np.ndarray:
+    """2^14 fresh stars within the heliocentric radius holding 80% of them."""
+    x, _ = draw(truth, 2**14, seed + 10_000, selection)
+    d = np.linalg.norm(x - SkyFrame().offset, axis=1)
+    return x[d < np.quantile(d, 0.8)]
+
+
+def score(pot, truth, x_test) -> dict:
+    out = compare_local(pot, truth.potential, x_test.T, SkyFrame().offset * u.kpc)
+    out["kz_1p1_rel_err"] = out.pop("kz_rel_err")
+    return out
+
+
+def run_fit(catalogue, selection, options: dict, seed: int, errors=None):
+    start = time.perf_counter()
+    result = fit(
+        catalogue,
+        selection=selection,
+        errors=errors,
+        seed=seed,
+        progress=False,
+        **options,
+    )
+    return result, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--quick", action="store_true", help="smoke-test sizes")
+    parser.add_argument("--n-stars", type=int, default=2**17)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--figure", default=None, help="PNG of the last section")
+    args = parser.parse_args(argv)
+    load_before = os.getloadavg()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    options: dict = {"device": args.device, "threads": args.threads}
+    n_exact = 2**15
+    if args.quick:
+        args.n_stars = 2**13
+        n_exact = 2**12
+        options.update(
+            df_options={"n_flows": 2, "epochs": 2},
+            potential_options={"n_samples": 2**12, "n_steps": 300},
+        )
+    sections = args.sections.split(",")
+    truth = ShuDiscDF(disc_galaxy_potential())
+    volume = SkySelection(distance_limit=RADIUS)
+    result: dict = {"n_stars": args.n_stars}
+    pot = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the skipped calibration warns
+        x_test = held_out(truth, args.seed)
+        if "exact" in sections:
+            start = time.perf_counter()
+            x, v = draw(truth, n_exact, args.seed)
+            points = DFGradients(x, v, *truth.grad_log_f(x, v))
+            bound = volume.bind(None, u.kpc, x)
+            phi = fit_potential(
+                points,
+                options.get("potential_options"),
+                seed=args.seed,
+                device=args.device,
+                progress=False,
+                selection=bound,
+            )
+            pot = DeepPotential.from_fit(phi, units=truth.units)
+            result["exact"] = {
+                **score(pot, truth, x_test),
+                "wall_s": time.perf_counter() - start,
+            }
+        x, v = draw(truth, args.n_stars, args.seed)
+        cases = {
+            "ideal": (mock_gaia_catalogue(x, v, errors=None), volume),
+            "rv30": (
+                mock_gaia_catalogue(x, v, errors=None, rv_fraction=0.3, seed=args.seed),
+                volume,
+            ),
+        }
+        for name in ("ideal", "rv30"):
+            if name in sections:
+                catalogue, selection = cases[name]
+                fitted, wall = run_fit(catalogue, selection, options, args.seed)
+                pot = fitted.potential
+                result[name] = {
+                    **score(pot, truth, x_test),
+                    "wall_s": wall,
+                    "report": fitted.report(),
+                }
+        if "errors" in sections:
+            catalogue = mock_gaia_catalogue(
+                x, v, errors=GaiaErrorModel(), seed=args.seed
+            )
+            fitted, wall = run_fit(catalogue, volume, options, args.seed)
+            plain, plain_wall = run_fit(
+                catalogue, volume, options, args.seed, errors=False
+            )
+            pot = fitted.potential
+            without = score(plain.potential, truth, x_test)
+            result["errors"] = {
+                **score(pot, truth, x_test),
+                "wall_s": wall,
+                "acc_rel_err_median_without_deconvolution": without[
+                    "acc_rel_err_median"
+                ],
+                "without_deconvolution": {**without, "wall_s": plain_wall},
+                "report": fitted.report(),
+            }
+        if "selection" in sections:
+            selection = footprint_selection()
+            xs, vs = draw(truth, args.n_stars, args.seed, selection)
+            x_sel = held_out(truth, args.seed, selection)
+            fitted, wall = run_fit(
+                mock_gaia_catalogue(xs, vs, errors=None), selection, options, args.seed
+            )
+            pot = fitted.potential
+            result["selection"] = {
+                **score(pot, truth, x_sel),
+                "wall_s": wall,
+                "report": fitted.report(),
+            }
+    result["acceptance"] = acceptance(result)
+    if args.figure and pot is not None:
+        from gala_deeppotential.local import plot_local
+
+        plot_local(pot, truth.potential, SkyFrame().offset * u.kpc).savefig(
+            args.figure, dpi=120
+        )
+    result["setup"] = {
+        "seed": args.seed,
+        "torch_threads": torch.get_num_threads(),
+        **describe(load_before),
+    }
+    print(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def acceptance(result: dict) -> dict:
+    """The targets that the sections present can be checked against."""
+    out = {}
+    ideal = result.get("ideal")
+    if ideal:
+        out["ideal_acc"] = ideal["acc_rel_err_median"] <= 0.02
+        out["ideal_rho_local"] = ideal["rho_local_rel_err"] <= 0.10
+        base = ideal["acc_rel_err_median"]
+        for name, factor in (("selection", 1.3), ("rv30", 1.3), ("errors", 1.5)):
+            if name in result:
+                out[f"{name}_acc"] = result[name]["acc_rel_err_median"] <= factor * base
+    errors = result.get("errors")
+    if errors:
+        out["errors_beat_no_deconvolution"] = (
+            errors["acc_rel_err_median"]
+            < errors["acc_rel_err_median_without_deconvolution"]
+        )
+    for name in SECTIONS[1:]:
+        if name in result:
+            out[f"{name}_wall"] = result[name]["wall_s"] <= 1800
+    return out
+
+
+if __name__ == "__main__":
+    main()
