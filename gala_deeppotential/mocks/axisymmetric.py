@@ -385,7 +385,7 @@ class AxisymmetricDF:
         rng = np.random.default_rng(seed)
         parts, have, size = [], 0, 2**15
         while have < n:
-            x, v = self.sample(size, seed=rng)
+            x, v = self._sample_near(size, rng, max(R_c - a, 0.0), R_c + a)
             x = x - self._origin
             R = np.hypot(x[:, 0], x[:, 1])
             cos_arc = (R**2 + R_c**2 + (x[:, 2] - c[2]) ** 2 - a**2) / np.maximum(
@@ -427,6 +427,13 @@ class AxisymmetricDF:
         return x, v
 
     # ------------------------------------------------------------ subclass API
+
+    def _sample_near(
+        self, n: int, rng: np.random.Generator, R_min: float, R_max: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` stars, of which those at cylindrical radii in [R_min, R_max]
+        follow the DF exactly; a subclass may skip stars that cannot get there."""
+        return self.sample(n, seed=rng)
 
     def _log_f(self, E: np.ndarray, lz: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -27,6 +27,11 @@ _PILOT_NEIGHBOURS = 2
 _ENVELOPE_MARGIN = 2.0
 # Bisection steps for the proposal widths (they shape it, never the target).
 _WIDTH_BISECTIONS = 50
+# Restarts of a draw whose envelope was exceeded (each raises the bound).
+_MAX_RESTARTS = 10
+# A bin of L_z is drawn for a range of radii when its stars' density there
+# reaches exp(-_REACH_EXPONENT) of their peak (see ShuDiscDF._sample_near).
+_REACH_EXPONENT = 30.0
 # Nodes of the L_z quadrature in ``moments``.
 _N_QUADRATURE = 20001
 
@@ -188,12 +193,65 @@ class ShuDiscDF(AxisymmetricDF):
         """
         n = _sample_size(n)
         rng = np.random.default_rng(seed)
-        envelope = self._build_envelope(rng)
+        return self._sample(n, rng, self._build_envelope(rng))
+
+    def _sample_near(
+        self, n: int, rng: np.random.Generator, R_min: float, R_max: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Stars of the bins in L_z whose stars can reach radii [R_min, R_max].
+
+        A bin is dropped when, at every radius in the range, the effective
+        potential lies more than :data:`_REACH_EXPONENT` dispersions squared
+        above the circular orbit's energy: its stars' density there is below
+        :math:`e^{-30}` of its peak. Drawing only the other bins is then exact
+        for stars in that range, and the disc's centre, where the envelope is
+        hardest to bound, is never drawn for a volume far from it.
+        """
+        env = self._build_envelope(rng)
+        radii = np.linspace(R_min, R_max, 65)
+        edges = np.stack(
+            [env["lo"], env["lo"] + 0.5 * env["width"], env["lo"] + env["width"]]
+        )
+        reach = np.zeros(env["lo"].size, dtype=bool)
+        for lz in edges:
+            _, E_c, _ = self.circular_orbit(lz)
+            phi_eff = self._phi_plane(radii)[:, None] + 0.5 * (lz / radii[:, None]) ** 2
+            excess = (phi_eff.min(axis=0) - E_c) / self.dispersion(lz) ** 2
+            reach |= excess < _REACH_EXPONENT
+        env["drawn"] = reach
+        _set_cdf(env)
+        return self._sample(n, rng, env)
+
+    def _sample(
+        self, n: int, rng: np.random.Generator, envelope: dict
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` stars by rejection from ``envelope``.
+
+        A proposal above its bin's bound (rare, where the pilot draws missed
+        the peak, as near :math:`L_z = 0`) raises that bound and restarts
+        the whole draw, so every star returned came from a true envelope.
+        """
         parts, have = [], 0
-        while have < n:
-            batch = self._propose(envelope, rng, max(4096, 3 * (n - have)))
-            parts.append(batch)
-            have += len(batch[0])
+        for _ in range(_MAX_RESTARTS + 1):
+            try:
+                while have < n:
+                    batch = self._propose(envelope, rng, max(4096, 3 * (n - have)))
+                    parts.append(batch)
+                    have += len(batch[0])
+                break
+            except _EnvelopeExceeded as exceeded:
+                bins, log_ratio = exceeded.args
+                np.maximum.at(
+                    envelope["log_bound"], bins, log_ratio + np.log(_ENVELOPE_MARGIN)
+                )
+                _set_cdf(envelope)
+                parts, have = [], 0
+        else:
+            raise RuntimeError(
+                f"the sampler's envelope was exceeded {_MAX_RESTARTS + 1} times: the "
+                "disc is too far from epicyclic for it; a warmer disc or a larger "
+                "truncation radius may help"
+            )
         R, azimuth, z, v_R, lz, v_z = (
             np.concatenate(c)[:n] for c in zip(*parts, strict=True)
         )
@@ -229,8 +287,8 @@ class ShuDiscDF(AxisymmetricDF):
         # a star there is still possible and still checked.
         bound = np.where(np.isfinite(bound), bound, np.min(bound[np.isfinite(bound)]))
         env["log_bound"] = bound + np.log(_ENVELOPE_MARGIN)
-        weights = np.exp(env["log_bound"] - np.max(env["log_bound"]))
-        env["cdf"] = np.cumsum(weights) / np.sum(weights)
+        env["drawn"] = np.ones(lo.size, dtype=bool)
+        _set_cdf(env)
         return env
 
     def _proposal_widths(
@@ -311,12 +369,7 @@ class ShuDiscDF(AxisymmetricDF):
         log_ratio = self._log_ratio(env, bins, lz, R, z)
         excess = log_ratio - env["log_bound"][bins]
         if np.any(excess > 0):
-            raise RuntimeError(
-                f"the sampler's envelope is exceeded by a factor "
-                f"{np.exp(np.max(excess)):.3g} at L_z = {lz[np.argmax(excess)]:.4g}: "
-                "the disc is too far from epicyclic for it; a warmer disc or a "
-                "larger truncation radius may help"
-            )
+            raise _EnvelopeExceeded(bins[excess > 0], log_ratio[excess > 0])
         keep = np.log(rng.random(size)) < excess
         lz, R, z = lz[keep], R[keep], z[keep]
         sigma = self.dispersion(lz)
@@ -374,6 +427,16 @@ class ShuDiscDF(AxisymmetricDF):
             out["mean_v_phi2"][i] = np.trapezoid(n0 * v_phi**2, lz) / R[i] / density
             out["mean_v_R2"][i] = np.trapezoid(m2, lz) / R[i] / density
         return out
+
+
+class _EnvelopeExceeded(Exception):
+    """Proposals above their bins' bounds: (bins, ln of the density ratio)."""
+
+
+def _set_cdf(env: dict) -> None:
+    """The bins' cumulative probabilities from their bounds and which are drawn."""
+    weights = np.exp(env["log_bound"] - np.max(env["log_bound"])) * env["drawn"]
+    env["cdf"] = np.cumsum(weights) / np.sum(weights)
 
 
 def _log_student_t(t: np.ndarray) -> np.ndarray:
