@@ -188,8 +188,8 @@ def _fit_summary(report: dict[str, Any], seconds: float) -> str:
             f"{rotation['R0']:.4g}, the fit's units), and Φ was fitted for "
             f"{report['potential']['steps']} steps"
         )
-    lines.append(_survey_line(report["survey"]))
     lines += [f"warning: {text}" for text in report["warnings"]]
+    lines.append(_survey_line(report["survey"]))
     return "\n".join(lines)
 
 

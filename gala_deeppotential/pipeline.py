@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,13 @@ from .potential import PotentialFit, PotentialOptions, fit_potential, local_cent
 from .runtime import torch_threads
 from .selection import BoundSelection, as_selection
 from .training import DFOptions, fit_distribution_function
-from .virial import CONVERGED_SCALE, VirialOptions, calibrate, unconverged_message
+from .virial import (
+    CONVERGED_SCALE,
+    VirialOptions,
+    VirialWarning,
+    calibrate,
+    unconverged_message,
+)
 
 #: A median relative stationarity residual (see :meth:`FitResult.report`)
 #: above this means the fit has not converged.
@@ -364,8 +371,9 @@ def fit(
         that its assumptions hold and otherwise declines with a
         :class:`~gala_deeppotential.virial.VirialWarning`; the fit's report
         says so too. It is skipped, with the reason in the report, for a
-        local volume (stars that do not surround the Galactic centre, where
-        the theorem sees only the tidal field) and for a ``selection``.
+        ``selection``, and for a local volume (stars that do not surround
+        the Galactic centre, where the theorem sees only the tidal field)
+        unless a window ``center`` is given.
     selection : SelectionFunction or callable, optional
         The survey's selection function :math:`S`: a
         :class:`~gala_deeppotential.selection.SkySelection` (a HEALPix
@@ -618,12 +626,15 @@ def _calibrated(
             "the catalogue has a selection function, and the virial theorem "
             "needs every star in its window"
         )
-    elif local_center(data.x) is not None:
+    elif options.center is None and local_center(data.x) is not None:
         reason = (
             "the stars are a local volume that does not surround the centre of "
             "the system, where the virial theorem sees only the tidal field"
         )
     if reason is not None:
+        warnings.warn(
+            f"virial calibration not applied: {reason}", VirialWarning, stacklevel=3
+        )
         return dataclasses.replace(
             potential_fit, virial={"applied": False, "reason": reason}
         )

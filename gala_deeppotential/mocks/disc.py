@@ -31,7 +31,7 @@ _WIDTH_BISECTIONS = 50
 _MAX_RESTARTS = 10
 # A bin of L_z is drawn for a range of radii when its stars' density there
 # reaches exp(-_REACH_EXPONENT) of their peak (see ShuDiscDF._sample_near).
-_REACH_EXPONENT = 30.0
+_REACH_EXPONENT = 20.0
 # Nodes of the L_z quadrature in ``moments``.
 _N_QUADRATURE = 20001
 
@@ -203,7 +203,7 @@ class ShuDiscDF(AxisymmetricDF):
         A bin is dropped when, at every radius in the range, the effective
         potential lies more than :data:`_REACH_EXPONENT` dispersions squared
         above the circular orbit's energy: its stars' density there is below
-        :math:`e^{-30}` of its peak. Drawing only the other bins is then exact
+        :math:`e^{-20}` of its peak. Drawing only the other bins is then exact
         for stars in that range, and the disc's centre, where the envelope is
         hardest to bound, is never drawn for a volume far from it.
         """
