@@ -552,8 +552,9 @@ def _select(
 ) -> DFGradients:
     r"""The points inside the selection, topped up from a DF model, with
     the gradients of the stationary DF, :math:`\nabla\ln f_{obs} - \nabla\ln S`."""
+    names = ("x", "v", "grad_x", "grad_v")
     keep = selection.interior(points.x)
-    parts = [_subset(points, keep)]
+    parts = [[getattr(points, name)[keep] for name in names]]
     have, target = int(keep.sum()), len(points)
     rounds = 0
     while not isinstance(df, DFGradients | tuple | list) and have < target:
@@ -565,24 +566,17 @@ def _select(
             )
         rounds += 1
         extra_seed = None if seed is None else seed + _SELECTION_SEED * rounds
-        want = int(1.2 * (target - have) * len(points) / max(have, 1)) + 1
+        want = int(1.2 * (target - have) * len(points) / have) + MIN_POINTS
         drawn = DFGradients.from_df(
             df, want, seed=extra_seed, residual=options.residual
         )
         inside = selection.interior(drawn.x)
-        parts.append(_subset(drawn, inside))
+        parts.append([getattr(drawn, name)[inside] for name in names])
         have += int(inside.sum())
     x, v, grad_x, grad_v = (
-        np.concatenate([getattr(p, name) for p in parts])[:target]
-        for name in ("x", "v", "grad_x", "grad_v")
+        np.concatenate([part[i] for part in parts])[:target] for i in range(4)
     )
     return DFGradients(x, v, grad_x - selection.grad_log(x), grad_v)
-
-
-def _subset(points: DFGradients, keep: np.ndarray) -> DFGradients:
-    return DFGradients(
-        points.x[keep], points.v[keep], points.grad_x[keep], points.grad_v[keep]
-    )
 
 
 def _fit_with_restarts(
