@@ -238,13 +238,7 @@ class Standardizer:
         For six-dimensional points (the rotation's shear has unit Jacobian);
         each part has shape ``(...)``.
         """
-        width = self.asinh_scale.to(y)
-        t = (y - self.asinh_center.to(y)) / width
-        per_axis = torch.where(
-            self._asinh_mask.to(y.device),
-            -torch.log(width) - 0.5 * torch.log1p(t * t),
-            torch.zeros_like(y),
-        ) - torch.log(self.scale.to(y))
+        per_axis = self._asinh_log_jacobian(y) - torch.log(self.scale.to(y))
         half = self.dim // 2
         return per_axis[..., :half].sum(dim=-1), per_axis[..., half:].sum(dim=-1)
 
@@ -283,14 +277,19 @@ class Standardizer:
         caller's units. The rotation's shear has unit Jacobian and adds
         nothing.
         """
+        per_axis = self._asinh_log_jacobian(y)
+        return per_axis.sum(dim=-1) - torch.log(self.scale.to(y)).sum()
+
+    def _asinh_log_jacobian(self, y: torch.Tensor) -> torch.Tensor:
+        r"""Per axis, the asinh stage's :math:`\ln|\partial u_i/\partial y_i|`
+        (zero off the asinh axes), shape ``(..., D)``."""
         width = self.asinh_scale.to(y)
         t = (y - self.asinh_center.to(y)) / width
-        per_axis = torch.where(
+        return torch.where(
             self._asinh_mask.to(y.device),
             -torch.log(width) - 0.5 * torch.log1p(t * t),
             torch.zeros_like(y),
         )
-        return per_axis.sum(dim=-1) - torch.log(self.scale.to(y)).sum()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able parameters; :meth:`from_dict` rebuilds exactly."""
