@@ -43,6 +43,14 @@ class NonAxisymmetryWarning(UserWarning):
 
 
 def _export_radius(pot: DeepPotential, r_max) -> float:
+    center = pot._net.center.numpy()
+    if np.any(center != 0):
+        raise ValueError(
+            "this potential was fitted to a local volume centred at "
+            f"{np.round(center, 4).tolist()} (network units), away from the "
+            "origin; the exports expand the potential about the origin, where "
+            "it has no data. Evaluate the DeepPotential itself inside its volume"
+        )
     if r_max is not None:
         return float(pot._remove_units(r_max))
     radius = float(pot.parameters["data_radius"].value)

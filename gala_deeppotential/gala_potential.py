@@ -89,8 +89,10 @@ class DeepPotential(PotentialBase):
     net_energy : :class:`~astropy.units.Quantity`, numeric [specific energy], optional
         The network's unit of potential: ``Phi = Phi_net * net_energy``.
     data_radius : :class:`~astropy.units.Quantity`, numeric [length], optional
-        Radius, in the network's frame, that holds the training data.
-        Evaluating beyond ``EXTRAPOLATION_FACTOR`` times this radius warns
+        Radius, in the network's frame, that holds the training data, about
+        the network's centre (the origin, or the centre of the local volume a
+        network was fitted to). Evaluating beyond ``EXTRAPOLATION_FACTOR``
+        times this radius of that centre warns
         with :class:`ExtrapolationWarning`. Default: no limit.
     checksum : str, optional
         SHA-256 of the weights; computed when omitted, checked when given.
@@ -351,13 +353,16 @@ class DeepPotential(PotentialBase):
             x = x @ self.R.T
         radius = float(self.parameters["data_radius"].value)
         if np.isfinite(radius) and x.size:
+            # data_radius is measured from the data's centre: the origin, or
+            # the centre of a local volume that the network was fitted to.
+            dx = x - self._net.center.numpy() * self._scales()[0]
             # A fixed message, so that the warnings filter shows it once per
             # call site rather than at every step of an orbit.
-            if np.max(np.sum(x * x, axis=1)) > (EXTRAPOLATION_FACTOR * radius) ** 2:
+            if np.max(np.sum(dx * dx, axis=1)) > (EXTRAPOLATION_FACTOR * radius) ** 2:
                 warnings.warn(
                     f"DeepPotential evaluated beyond {EXTRAPOLATION_FACTOR:g} x "
-                    f"data_radius = {radius:.4g} {self.units['length']}, where "
-                    "the network extrapolates",
+                    f"data_radius = {radius:.4g} {self.units['length']} from the "
+                    "centre of the data, where the network extrapolates",
                     ExtrapolationWarning,
                     stacklevel=4,
                 )

@@ -285,8 +285,10 @@ class PotentialFit:
     net : :class:`~gala_deeppotential.nn.PotentialNet`
         The trained network, with its gauge constant set, in the caller's units.
     data_radius : float
-        Radius (caller's length unit) that holds 99% of the fitted points; the
-        potential is constrained only within about this radius.
+        Radius (caller's length unit) that holds 99% of the fitted points,
+        about the network's centre (the origin, unless the points are a local
+        volume, see :func:`local_center`); the potential is constrained only
+        within about this radius of it.
     gauge : dict
         How the additive constant was fixed (see :func:`fix_gauge`).
     history : dict of str to list

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "COLUMN_UNITS",
     "DEFAULT_COLUMNS",
     "ERROR_KEYS",
     "CatalogueError",
@@ -64,6 +65,11 @@ _COLUMN_KINDS: dict[str, tuple[u.UnitBase, str, str]] = {
 for _key in ERROR_KEYS:
     _unit, _kind, _meaning = _COLUMN_KINDS[_key]
     _COLUMN_KINDS[f"{_key}_error"] = (_unit, _kind, f"standard error of the {_meaning}")
+COLUMN_UNITS: Mapping[str, u.UnitBase] = MappingProxyType(
+    {key: kind[0] for key, kind in _COLUMN_KINDS.items()}
+)
+"""The unit each quantity of :data:`DEFAULT_COLUMNS` is read in, and written
+in by :func:`~gala_deeppotential.mocks.mock_gaia_catalogue`."""
 # Units of the astrometry record (those of sky.SkyFrame).
 _ASTROMETRY_UNITS = {
     "ra": u.rad,

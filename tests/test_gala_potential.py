@@ -516,6 +516,27 @@ def test_extrapolation_warning():
         moved.energy(outside)
 
 
+def test_a_local_fit_warns_and_refuses_exports_away_from_its_volume():
+    # A network fitted to a 1 kpc volume around the Sun: data_radius is
+    # measured from the volume's centre, not from the Galactic centre.
+    torch.manual_seed(3)
+    net = PotentialNet(
+        n_hidden=16, n_layers=2, length_scale=1.0, phi_scale=0.01, center=(-8.1, 0, 0)
+    )
+    pot = DeepPotential(net, units=galactic, data_radius=1 * u.kpc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pot.gradient([-8.1 + 1.9, 0.0, 0.0] * u.kpc)
+    for place in ([0.0, 0.0, 0.0], [-8.1, 0.0, 2.5]):
+        with pytest.warns(ExtrapolationWarning, match="from the centre of the data"):
+            pot.gradient(place * u.kpc)
+    for export in (pot.to_spherical_spline, pot.to_cylspline):
+        with pytest.raises(ValueError, match="local volume centred at"):
+            export()
+    with pytest.raises(ValueError, match="local volume centred at"):
+        pot.to_scf(nmax=4, lmax=2)
+
+
 @pytest.fixture(scope="module")
 def disc_and_halo():
     """A random network plus a C halo, and a reference orbit (Leapfrog, tiny dt)."""

@@ -54,6 +54,16 @@ def observe(w: PhaseSpacePosition, frame: Galactocentric) -> SkyCoord:
     return SkyCoord(w.pos.with_differentials(w.vel), frame=frame)
 
 
+_ICRS_PARTS = ("ra", "dec", "distance", "pm_ra_cosdec", "pm_dec", "radial_velocity")
+
+
+def icrs_like(icrs: SkyCoord, **replace) -> SkyCoord:
+    """``icrs`` rebuilt with some components replaced, or dropped with ``None``."""
+    parts = {name: getattr(icrs, name) for name in _ICRS_PARTS}
+    parts.update(replace)
+    return SkyCoord(**{k: v for k, v in parts.items() if v is not None})
+
+
 @pytest.fixture(scope="module")
 def truth() -> PhaseSpacePosition:
     """A Plummer sphere (m = 1e11 Msun, b = 3 kpc) at the Galactic centre."""
@@ -324,14 +334,7 @@ def test_no_radial_velocity_at_all_is_refused(sky_table, icrs):
     sky_table["radial_velocity"][:] = np.nan
     with pytest.raises(CatalogueError, match="no star has a finite radial velocity"):
         to_phase_space(sky_table)
-    coord = SkyCoord(
-        ra=icrs.ra,
-        dec=icrs.dec,
-        distance=icrs.distance,
-        pm_ra_cosdec=icrs.pm_ra_cosdec,
-        pm_dec=icrs.pm_dec,
-        radial_velocity=np.full(len(icrs), np.nan) * u.km / u.s,
-    )
+    coord = icrs_like(icrs, radial_velocity=np.full(len(icrs), np.nan) * u.km / u.s)
     with pytest.raises(CatalogueError, match="finite radial velocity"):
         to_phase_space(coord)
 
@@ -341,14 +344,7 @@ def test_drop_invalid_other_forms(kind, icrs, truth, tmp_path):
     if kind == "icrs":
         pm = icrs.pm_dec.copy()
         pm[0] = np.nan
-        catalogue = SkyCoord(
-            ra=icrs.ra,
-            dec=icrs.dec,
-            distance=icrs.distance,
-            pm_ra_cosdec=icrs.pm_ra_cosdec,
-            pm_dec=pm,
-            radial_velocity=icrs.radial_velocity,
-        )
+        catalogue = icrs_like(icrs, pm_dec=pm)
     else:
         pos = truth.xyz.T.copy()
         pos[0, 1] = np.nan
@@ -364,14 +360,7 @@ def test_drop_invalid_other_forms(kind, icrs, truth, tmp_path):
 def test_skycoord_with_some_radial_velocities_missing(icrs, truth):
     rv = icrs.radial_velocity.copy()
     rv[[0, 5]] = np.nan
-    coord = SkyCoord(
-        ra=icrs.ra,
-        dec=icrs.dec,
-        distance=icrs.distance,
-        pm_ra_cosdec=icrs.pm_ra_cosdec,
-        pm_dec=icrs.pm_dec,
-        radial_velocity=rv,
-    )
+    coord = icrs_like(icrs, radial_velocity=rv)
     data = to_phase_space(coord)
     no_rv = np.zeros(N_STARS, dtype=bool)
     no_rv[[0, 5]] = True
@@ -465,24 +454,13 @@ def test_skycoord_without_velocities(icrs):
 
 
 def test_skycoord_without_radial_velocity(icrs):
-    coord = SkyCoord(
-        ra=icrs.ra,
-        dec=icrs.dec,
-        distance=icrs.distance,
-        pm_ra_cosdec=icrs.pm_ra_cosdec,
-        pm_dec=icrs.pm_dec,
-    )
+    coord = icrs_like(icrs, radial_velocity=None)
     with pytest.raises(CatalogueError, match="no radial velocities"):
         to_phase_space(coord)
 
 
 def test_skycoord_without_proper_motions(icrs):
-    coord = SkyCoord(
-        ra=icrs.ra,
-        dec=icrs.dec,
-        distance=icrs.distance,
-        radial_velocity=icrs.radial_velocity,
-    )
+    coord = icrs_like(icrs, pm_ra_cosdec=None, pm_dec=None)
     with pytest.raises(CatalogueError, match="no proper motions"):
         to_phase_space(coord)
 
@@ -518,14 +496,7 @@ def test_non_finite_table_value(sky_table, bad):
 def test_non_finite_skycoord_value(icrs, bad):
     distance = icrs.distance.to_value(u.kpc).copy()
     distance[2] = bad
-    coord = SkyCoord(
-        ra=icrs.ra,
-        dec=icrs.dec,
-        distance=distance * u.kpc,
-        pm_ra_cosdec=icrs.pm_ra_cosdec,
-        pm_dec=icrs.pm_dec,
-        radial_velocity=icrs.radial_velocity,
-    )
+    coord = icrs_like(icrs, distance=distance * u.kpc)
     with pytest.raises(CatalogueError, match="'distance': 1"):
         to_phase_space(coord)
 

@@ -21,6 +21,7 @@ from astropy.table import MaskedColumn, Table
 from gala.units import UnitSystem, galactic
 
 from ..sky import SkyFrame
+from ..tables import COLUMN_UNITS, ERROR_KEYS
 
 
 @dataclass(frozen=True)
@@ -88,17 +89,6 @@ class GaiaErrorModel:
         }
 
 
-_UNITS = {
-    "ra": u.deg,
-    "dec": u.deg,
-    "parallax": u.mas,
-    "pmra": u.mas / u.yr,
-    "pmdec": u.mas / u.yr,
-    "radial_velocity": u.km / u.s,
-}
-_MEASURED = ("parallax", "pmra", "pmdec", "radial_velocity")
-
-
 def mock_gaia_catalogue(
     x: np.ndarray,
     v: np.ndarray,
@@ -159,13 +149,13 @@ def mock_gaia_catalogue(
     table["ra"] = np.degrees(true["ra"]) * u.deg
     table["dec"] = np.degrees(true["dec"]) * u.deg
     sigma = None if errors is None else errors.errors(1 / true["parallax"])
-    for name in _MEASURED:
+    for name in ERROR_KEYS:
         value = true[name]
         if sigma is not None:
             value = value + sigma[f"{name}_error"] * rng.standard_normal(len(x))
-        table[name] = value * _UNITS[name]
+        table[name] = value * COLUMN_UNITS[name]
         if sigma is not None:
-            table[f"{name}_error"] = sigma[f"{name}_error"] * _UNITS[name]
+            table[f"{name}_error"] = sigma[f"{name}_error"] * COLUMN_UNITS[name]
     missing = rng.random(len(x)) >= rv_fraction
     for name in ("radial_velocity", "radial_velocity_error"):
         if name in table.colnames:
