@@ -17,7 +17,8 @@ section per case:
   :class:`~gala_deeppotential.selection.SkySelection`;
 * ``errors``: Gaia DR3-like errors (:class:`~gala_deeppotential.mocks.GaiaErrorModel`),
   deconvolved; ``acc_rel_err_median_without_deconvolution`` is a second fit
-  to the same catalogue with ``errors=False``;
+  to the same catalogue with ``errors=False``, without the stars whose
+  measured parallax puts them beyond the distance limit;
 * ``rv30``: radial velocities for a random 30% of the stars.
 
 Every fit gets the distance limit as a ``SkySelection`` so that Φ is fitted
@@ -32,6 +33,7 @@ Usage::
     python benchmarks/survey_quality.py                        # every section
     python benchmarks/survey_quality.py --sections exact,ideal
     python benchmarks/survey_quality.py --quick                # smoke sizes
+    python benchmarks/survey_quality.py --sections ideal --df-options '{"epochs": 24}'
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def score(pot, truth, x_test) -> dict:
     return out
 
 
-def run_fit(catalogue, selection, options: dict, seed: int, errors=None):
+def run_fit(catalogue, selection, options: dict, seed: int, errors=None, save=None):
     start = time.perf_counter()
     result = fit(
         catalogue,
@@ -125,7 +127,10 @@ def run_fit(catalogue, selection, options: dict, seed: int, errors=None):
         progress=False,
         **options,
     )
-    return result, time.perf_counter() - start
+    wall = time.perf_counter() - start
+    if save is not None:
+        result.save(save)
+    return result, wall
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -137,6 +142,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--figure", default=None, help="PNG of the last section")
+    parser.add_argument(
+        "--save", default=None, help="folder to write each fitted potential to"
+    )
+    parser.add_argument(
+        "--df-options",
+        type=json.loads,
+        default={},
+        help="JSON of DFOptions fields that replace the defaults",
+    )
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
     if args.threads:
@@ -150,7 +164,16 @@ def main(argv: list[str] | None = None) -> dict:
             df_options={"n_flows": 2, "epochs": 2},
             potential_options={"n_samples": 2**12, "n_steps": 300},
         )
+    if args.df_options:
+        options["df_options"] = {**options.get("df_options", {}), **args.df_options}
     sections = args.sections.split(",")
+
+    if args.save is not None:
+        os.makedirs(args.save, exist_ok=True)
+
+    def saved(name: str):
+        return None if args.save is None else os.path.join(args.save, f"{name}.yml")
+
     truth = ShuDiscDF(disc_galaxy_potential())
     volume = SkySelection(distance_limit=RADIUS)
     result: dict = {"n_stars": args.n_stars}
@@ -187,7 +210,9 @@ def main(argv: list[str] | None = None) -> dict:
         for name in ("ideal", "rv30"):
             if name in sections:
                 catalogue, selection = cases[name]
-                fitted, wall = run_fit(catalogue, selection, options, args.seed)
+                fitted, wall = run_fit(
+                    catalogue, selection, options, args.seed, save=saved(name)
+                )
                 pot = fitted.potential
                 result[name] = {
                     **score(pot, truth, x_test),
@@ -198,9 +223,20 @@ def main(argv: list[str] | None = None) -> dict:
             catalogue = mock_gaia_catalogue(
                 x, v, errors=GaiaErrorModel(), seed=args.seed
             )
-            fitted, wall = run_fit(catalogue, volume, options, args.seed)
+            fitted, wall = run_fit(
+                catalogue, volume, options, args.seed, save=saved("errors")
+            )
+            # Taken as exact, the stars measured beyond the limit cannot be
+            # in the volume: a fit without deconvolution drops them.
+            parallax = u.Quantity(catalogue["parallax"]).to_value(u.mas)
+            seen = parallax > 1 / RADIUS.to_value(u.kpc)
             plain, plain_wall = run_fit(
-                catalogue, volume, options, args.seed, errors=False
+                catalogue[seen],
+                volume,
+                options,
+                args.seed,
+                errors=False,
+                save=saved("errors_without_deconvolution"),
             )
             pot = fitted.potential
             without = score(plain.potential, truth, x_test)
@@ -218,7 +254,11 @@ def main(argv: list[str] | None = None) -> dict:
             xs, vs = draw(truth, args.n_stars, args.seed, selection)
             x_sel = held_out(truth, args.seed, selection)
             fitted, wall = run_fit(
-                mock_gaia_catalogue(xs, vs, errors=None), selection, options, args.seed
+                mock_gaia_catalogue(xs, vs, errors=None),
+                selection,
+                options,
+                args.seed,
+                save=saved("selection"),
             )
             pot = fitted.potential
             result["selection"] = {
@@ -235,6 +275,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     result["setup"] = {
         "seed": args.seed,
+        "df_options": options.get("df_options", {}),
         "torch_threads": torch.get_num_threads(),
         **describe(load_before),
     }

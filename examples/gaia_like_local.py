@@ -23,7 +23,7 @@ quantities against the truth
 local density, the Oort constants), and draws K_z(z) and the rotation curve
 near the Sun (``local.png``). Run from the repository root; a fit of 2^17
 stars without errors takes about 15 minutes on 2 cores, and the deconvolution
-makes each step of the flows about ``error_samples`` (4) times as costly::
+makes each step of the flows about ``error_samples`` (2) times as costly::
 
     .venv/bin/python examples/gaia_like_local.py --out gaia_like
 

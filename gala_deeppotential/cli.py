@@ -212,9 +212,11 @@ def _survey_line(survey: dict[str, Any]) -> str:
         )
     deconvolution = survey["deconvolution"]
     if deconvolution:
+        epochs = deconvolution.get("error_epochs")
         parts.append(
             "the measurement errors were deconvolved "
-            f"({deconvolution['error_samples']} Monte Carlo draws per star)"
+            f"({deconvolution['error_samples']} Monte Carlo draws per star"
+            + (f", over the last {epochs} epochs)" if epochs else ")")
         )
     else:
         parts.append("the measurements were taken as exact")

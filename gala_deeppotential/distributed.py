@@ -93,6 +93,7 @@ def fit_distribution_function(
     progress: bool = False,
     checkpoint_dir: str | os.PathLike | None = None,
     noisy: Any = None,
+    selection: Any = None,
     **overrides: Any,
 ) -> FlowEnsemble:
     """Fit a :class:`~gala_deeppotential.FlowEnsemble` with its members over ranks.
@@ -113,7 +114,7 @@ def fit_distribution_function(
         The architecture and training, as for
         :func:`gala_deeppotential.fit_distribution_function`; ``n_flows`` must
         be at least the number of ranks.
-    seed, threads, noisy
+    seed, threads, noisy, selection
         As for :func:`~gala_deeppotential.training.train_flows`.
     device : str or :class:`torch.device`, optional
         By default ``cuda:LOCAL_RANK`` where CUDA is available, else the CPU;
@@ -154,6 +155,7 @@ def fit_distribution_function(
             checkpoint_dir=shard_dir,
             process_group=dist.group.WORLD,
             noisy=noisy,
+            selection=selection,
         )
         return FlowEnsemble.concatenate(_gather_shards(shard))
 

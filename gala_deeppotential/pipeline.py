@@ -112,7 +112,10 @@ class FitResult:
             "stars_for_velocities": self.phase_space.get("n_with_rv", n_stars),
             "selection": self.config.get("selection"),
             "deconvolution": (
-                {"error_samples": self.config["df_options"]["error_samples"]}
+                {
+                    name: self.config["df_options"][name]
+                    for name in ("error_samples", "error_epochs")
+                }
                 if deconvolved
                 else None
             ),
@@ -172,9 +175,10 @@ class FitResult:
             ``stars_for_velocities``, the numbers of stars behind the
             density of positions and the velocity distribution;
             ``selection``, the selection function's summary, or None;
-            ``deconvolution``, ``error_samples`` if the measurement errors
-            were deconvolved, else None); ``stationarity`` (``n_points``
-            and the median and 90th percentile of :math:`\epsilon`);
+            ``deconvolution``, ``error_samples`` and ``error_epochs`` if
+            the measurement errors were deconvolved, else None);
+            ``stationarity`` (``n_points`` and the median and 90th
+            percentile of :math:`\epsilon`);
             ``negative_density_fraction``; and ``warnings``, sentences on
             what looks wrong (a declined calibration, an unconverged fit)
             and what to change.
@@ -392,9 +396,11 @@ def fit(
         on the error-convolved likelihood (see
         :mod:`gala_deeppotential.deconvolution`), ``error_samples`` Monte
         Carlo draws per star (a field of ``df_options``), which makes
-        training that many times slower per step. By default, whenever the
-        catalogue has error columns; ``False`` treats the measurements as
-        exact; ``True`` insists, and refuses a catalogue without them.
+        training that many times slower per step (over the last
+        ``error_epochs`` epochs only, if that field is set). By default,
+        whenever the catalogue has error columns; ``False`` treats the
+        measurements as exact; ``True`` insists, and refuses a catalogue
+        without them.
     seed : int
         Seed of both fits; with the same ``threads`` on the CPU a fit is
         reproducible bit for bit.
@@ -477,6 +483,7 @@ def fit(
     if data.has_rv is not None and df_options.factorization == "joint":
         df_options = dataclasses.replace(df_options, factorization="conditional")
     stages = _stages(df_options, potential_options, seed, bound, noisy)
+    truncated = bound is not None and df_options.truncated
     run = {"seed": seed, "threads": threads, "progress": progress}
     folder = None if checkpoint_dir is None else Path(checkpoint_dir)
     if distributed:
@@ -501,10 +508,11 @@ def fit(
             device=device,
             checkpoint_dir=_df_folder(folder),
             noisy=noisy,
+            selection=None if bound is None else bound.completeness,
             **run,
         )
         potential_fit = _potential_stage(
-            df, potential_options, folder, device, run, bound
+            df, potential_options, folder, device, run, bound, truncated
         )
     if virial_options is not None:
         potential_fit = _calibrated(potential_fit, data, virial_options, bound, threads)
@@ -649,12 +657,20 @@ def _potential_stage(
     device: Any,
     run: dict[str, Any],
     bound: BoundSelection | None,
+    truncated: bool,
 ) -> PotentialFit:
     """The Φ fit, read from the checkpoint folder or fitted and stored there."""
     path = None if folder is None else folder / _POTENTIAL_FILE
     if path is not None and path.is_file():
         return PotentialFit.load(path)
-    potential_fit = fit_potential(df, options, device=device, selection=bound, **run)
+    potential_fit = fit_potential(
+        df,
+        options,
+        device=device,
+        selection=bound,
+        intrinsic_df=truncated,
+        **run,
+    )
     if path is not None:
         potential_fit.save(path)
     return potential_fit
@@ -675,6 +691,7 @@ def _fit_distributed(
     """Both fits over torchrun's ranks: the flows shared out, Φ on rank 0."""
     from . import distributed as multi
 
+    truncated = bound is not None and df_options.truncated
     with multi.process_group(device) as rank_device:
         root = torch.distributed.get_rank() == 0
         if folder is not None:
@@ -689,12 +706,13 @@ def _fit_distributed(
             device=rank_device,
             checkpoint_dir=_df_folder(folder),
             noisy=noisy,
+            selection=None if bound is None else bound.completeness,
             **run,
         )
         potential_fit = None
         if root:
             potential_fit = _potential_stage(
-                df, potential_options, folder, rank_device, run, bound
+                df, potential_options, folder, rank_device, run, bound, truncated
             )
         return df, multi.broadcast_potential_fit(potential_fit)
 

@@ -352,6 +352,7 @@ def fit_potential(
     threads: int | None = None,
     progress: bool = True,
     selection: Selection | None = None,
+    intrinsic_df: bool = False,
     **overrides: Any,
 ) -> PotentialFit:
     r"""Fit :math:`\Phi_\theta` so that the DF is stationary, with non-negative density.
@@ -392,7 +393,12 @@ def fit_potential(
         (:meth:`~gala_deeppotential.selection.BoundSelection.interior`; more
         are drawn from a DF model to make up ``n_samples``), and
         :math:`\nabla \ln S` is subtracted from :math:`\nabla_x \ln f`
-        (see :mod:`gala_deeppotential.selection`).
+        (see :mod:`gala_deeppotential.selection`), unless ``intrinsic_df``.
+    intrinsic_df : bool
+        Whether the DF models the stationary :math:`f` itself rather than the
+        observed :math:`f S` (flows trained on the truncated likelihood, see
+        :mod:`gala_deeppotential.truncation`): then :math:`\nabla \ln S` is
+        not subtracted.
     **overrides
         Fields of :class:`PotentialOptions` (``n_steps=500``, ...).
 
@@ -420,7 +426,7 @@ def fit_potential(
     with torch_threads(threads):
         points = _training_points(df, options, seed)
         if selection is not None:
-            points = _select(points, selection, df, options, seed)
+            points = _select(points, selection, df, options, seed, intrinsic_df)
         if options.n_steps is None:
             options = dataclasses.replace(options, n_steps=_default_steps(points))
         net_kwargs = _network_settings(points, options)
@@ -429,7 +435,7 @@ def fit_potential(
             points, net_kwargs, options, history, seed, device, progress
         )
         net = net.cpu().eval()
-        radii = np.linalg.norm(points.x, axis=1)
+        radii = np.linalg.norm(points.x - net.center.numpy(), axis=1)
         r_edge = float(np.quantile(radii, 0.95))
         gauge = options.gauge if net_kwargs["center"] is None else "center"
         gauge_info = fix_gauge(net, gauge, r_edge)
@@ -551,9 +557,11 @@ def _select(
     df: Any,
     options: PotentialOptions,
     seed: int | None,
+    intrinsic_df: bool = False,
 ) -> DFGradients:
     r"""The points inside the selection, topped up from a DF model, with
-    the gradients of the stationary DF, :math:`\nabla\ln f_{obs} - \nabla\ln S`."""
+    the gradients of the stationary DF: :math:`\nabla\ln f_{obs} - \nabla\ln S`,
+    or those of the DF model as they are if it is ``intrinsic_df``."""
     names = ("x", "v", "grad_x", "grad_v")
     keep = selection.interior(points.x)
     parts = [[getattr(points, name)[keep] for name in names]]
@@ -578,7 +586,9 @@ def _select(
     x, v, grad_x, grad_v = (
         np.concatenate([part[i] for part in parts])[:target] for i in range(4)
     )
-    return DFGradients(x, v, grad_x - selection.grad_log(x), grad_v)
+    if not intrinsic_df:
+        grad_x = grad_x - selection.grad_log(x)
+    return DFGradients(x, v, grad_x, grad_v)
 
 
 def _fit_with_restarts(

@@ -14,7 +14,7 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from .flows import FactorizedFlow
 from .options import coerce_fields, options_dict, resolve_options
 from .runtime import member_generator, torch_threads
 from .standardizer import Standardizer
+from .truncation import SelectionNormalizer
 
 if TYPE_CHECKING:
     from .deconvolution import NoisyAstrometry
@@ -51,7 +52,7 @@ _BATCH_STREAM = 1
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingOptions:
-    """How the flows are trained (:func:`train_flows`).
+    r"""How the flows are trained (:func:`train_flows`).
 
     Parameters
     ----------
@@ -84,6 +85,24 @@ class TrainingOptions:
         and step of the error-convolved likelihood (see
         :mod:`gala_deeppotential.deconvolution`); each step costs about as
         much as this many plain ones.
+    error_epochs : int, optional
+        For a catalogue with measurement errors: train only the last this
+        many epochs on the error-convolved likelihood, and the ones before
+        on the measured values as they are, which costs a plain epoch each.
+        The flows then begin deconvolving from the error-broadened DF.
+        Validation always uses the error-convolved likelihood, so that the
+        best epoch is chosen by one measure. ``None``: every epoch.
+    truncated : bool
+        For stars seen through a selection function :math:`S(x)` (given to
+        :func:`train_flows` as ``selection``; without one this does nothing): fit the
+        flows to the truncated likelihood :math:`f S / \int f S` (see
+        :mod:`gala_deeppotential.truncation`), so that they model the DF
+        :math:`f` itself, smooth across the selection's edges, rather than
+        :math:`f S` with its edges. Each step then also draws
+        ``selection_draws`` points from every member.
+    selection_draws : int
+        Draws per member and step that estimate :math:`\ln \int f S`, a
+        multiple of 16.
     """
 
     epochs: int = DEFAULT_EPOCHS
@@ -95,7 +114,10 @@ class TrainingOptions:
     clip_norm: float = 10.0
     jitter: float = 0.0
     time_limit: float | None = None
-    error_samples: int = 4
+    error_samples: int = 2
+    error_epochs: int | None = None
+    truncated: bool = False
+    selection_draws: int = 256
 
     def __post_init__(self) -> None:
         if not 0 < self.validation_fraction < 1:
@@ -103,6 +125,13 @@ class TrainingOptions:
         if int(self.error_samples) != self.error_samples or self.error_samples < 1:
             raise ValueError(
                 f"error_samples must be a positive integer, got {self.error_samples!r}"
+            )
+        if self.error_epochs is not None and (
+            int(self.error_epochs) != self.error_epochs or self.error_epochs < 1
+        ):
+            raise ValueError(
+                "error_epochs must be a positive integer or None, got "
+                f"{self.error_epochs!r}"
             )
         if not self.jitter >= 0:
             raise ValueError(f"jitter must be >= 0, got {self.jitter!r}")
@@ -139,6 +168,7 @@ def fit_distribution_function(
     progress: bool = False,
     checkpoint_dir: str | os.PathLike | None = None,
     noisy: Any = None,
+    selection: Callable[[np.ndarray], np.ndarray] | None = None,
     **overrides: Any,
 ) -> FlowEnsemble:
     """Fit a :class:`~gala_deeppotential.FlowEnsemble` to a phase-space sample.
@@ -150,7 +180,7 @@ def fit_distribution_function(
         :data:`~gala_deeppotential.df.MIN_STARS` rows.
     options : :class:`DFOptions` or dict, optional
         The architecture and training; the defaults are the measured ones.
-    seed, device, threads, progress, checkpoint_dir, noisy
+    seed, device, threads, progress, checkpoint_dir, noisy, selection
         As for :func:`train_flows`; ``device`` is where the ensemble lives.
     **overrides
         Fields of :class:`DFOptions` (``n_flows=8``, ``epochs=30``, ...).
@@ -176,6 +206,7 @@ def fit_distribution_function(
         progress=progress,
         checkpoint_dir=checkpoint_dir,
         noisy=noisy,
+        selection=selection,
     )
 
 
@@ -191,6 +222,7 @@ def train_flows(
     checkpoint_dir: str | os.PathLike | None = None,
     process_group: Any = None,
     noisy: NoisyAstrometry | None = None,
+    selection: Callable[[np.ndarray], np.ndarray] | None = None,
     **overrides: Any,
 ) -> FlowEnsemble:
     r"""Fit every member of ``ensemble`` to a phase-space sample by maximum likelihood.
@@ -262,6 +294,12 @@ def train_flows(
         per star and step, which deconvolves the DF. The losses in
         ``history`` are then :math:`-\langle \ln p(\hat o) \rangle` of
         the measurements, up to a constant per star.
+    selection : callable, optional
+        The selection function the stars were seen through, :math:`S` at
+        positions ``(N, 3)`` in the data's units (numpy in and out; for
+        example :meth:`~gala_deeppotential.selection.BoundSelection.completeness`).
+        Used with ``truncated=True`` (else ignored); the losses in
+        ``history`` then include :math:`\ln \int f S`.
     **overrides
         Fields of :class:`TrainingOptions` (``epochs=30``, ...).
 
@@ -295,9 +333,18 @@ def train_flows(
                 "point estimates of the same stars"
             )
         settings["astrometry_sha256"] = noisy.sha256
+    if not options.truncated:
+        selection = None
     with torch_threads(threads):
         FlowTrainer(
-            ensemble, y, settings, checkpoint_dir, progress, process_group, noisy
+            ensemble,
+            y,
+            settings,
+            checkpoint_dir,
+            progress,
+            process_group,
+            noisy,
+            selection,
         ).run()
     return ensemble
 
@@ -320,6 +367,7 @@ class FlowTrainer:
         progress: bool,
         process_group: Any,
         noisy: NoisyAstrometry | None = None,
+        selection: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.ensemble = ensemble
         self.settings = settings
@@ -335,12 +383,30 @@ class FlowTrainer:
             y_train, ensemble.options.asinh_axes, ensemble.options.rotation
         )
         self.flow = ensemble.build_flow(seed, first)
+        self.normalizer = None
+        if selection is not None:
+            self.normalizer = SelectionNormalizer(
+                selection,
+                self.flow,
+                self.scaler,
+                settings["selection_draws"],
+                seed,
+                first,
+            )
         self.stars = None
         if noisy is not None or not bool(torch.isfinite(y).all()):
             # Missing radial velocities or measurement errors: every star's
             # likelihood is evaluated afresh at each step (StarLikelihood).
             self.stars = StarLikelihood(
-                self.flow, self.scaler, y, order, n_val, noisy, settings, device
+                self.flow,
+                self.scaler,
+                y,
+                order,
+                n_val,
+                noisy,
+                settings,
+                device,
+                selection,
             )
             self.offset_train = self.offset_val = 0.0
             self.s_train = torch.empty(len(y) - n_val, 0, device=device)
@@ -453,6 +519,10 @@ class FlowTrainer:
             g.mul_(factor.view(-1, *[1] * (g.ndim - 1)))
 
     def _validation_loss(self) -> torch.Tensor:
+        log_z = 0.0 if self.normalizer is None else self.normalizer.validation()
+        return self._data_validation_loss() + log_z
+
+    def _data_validation_loss(self) -> torch.Tensor:
         if self.stars is not None:
             return self.stars.validation_loss()
         total = torch.zeros(self.ensemble.n_flows, device=self.s_val.device)
@@ -482,6 +552,10 @@ class FlowTrainer:
                 [torch.randn(self.s_train.shape, generator=g) for g in self.generators]
             ).to(device)
             noise *= jitter
+        error_epochs = self.settings["error_epochs"]
+        deconvolve = (
+            error_epochs is None or self.epoch >= self.settings["epochs"] - error_epochs
+        )
         loss_sum = torch.zeros(self.ensemble.n_flows, device=device)
         done = 0
         lr = None
@@ -495,12 +569,14 @@ class FlowTrainer:
                 group["lr"] = lr
             rows = order[:, j * self.batch : (j + 1) * self.batch]
             if self.stars is not None:
-                nll = self.stars.train_loss(rows, self.generators)
+                nll = self.stars.train_loss(rows, self.generators, deconvolve)
             else:
                 batch = self.s_train[rows]
                 if jitter:
                     batch = batch + noise.gather(1, rows[..., None].expand_as(batch))
                 nll = -self.flow.log_prob(batch).mean(dim=1)
+            if self.normalizer is not None:
+                nll = nll + self.normalizer.loss_term(self.generators)
             self.optimizer.zero_grad()
             nll.sum().backward()
             self._clip()
@@ -627,6 +703,7 @@ class StarLikelihood:
         noisy: NoisyAstrometry | None,
         settings: dict[str, Any],
         device: torch.device,
+        selection: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         has_rv = torch.isfinite(y[:, 3:]).all(dim=1)
         if not bool(has_rv.all()) and not isinstance(flow, FactorizedFlow):
@@ -636,6 +713,9 @@ class StarLikelihood:
                 "members model the positions' density on its own"
             )
         self.flow, self.scaler, self.noisy, self.device = flow, scaler, noisy, device
+        # With the truncated likelihood, a draw of a star's true position
+        # counts with the selection there: S(x) f(x, v) / Z.
+        self.selection = selection
         self.samples = settings["error_samples"] if noisy is not None else 1
         self.train_rows, self.val_rows = order[n_val:], order[:n_val]
         self.has_rv = has_rv.to(device)
@@ -648,18 +728,29 @@ class StarLikelihood:
         )
 
     def _log_likelihood(self, stars: torch.Tensor, noise: torch.Tensor | None):
-        """Each member's log-likelihood of some stars (K, B): ``stars`` (K, B)."""
+        """Each member's log-likelihood of some stars (K, B): ``stars`` (K, B).
+
+        With ``noise`` (K, B, M, 4), of the true coordinates drawn from the
+        measured ones; without, of the measured coordinates as they are.
+        """
         k, b = stars.shape
-        if self.noisy is None:
-            y, log_w = self.y[stars][:, :, None], 0.0
+        if noise is None:
+            samples, y, log_w = 1, self.y[stars][:, :, None], 0.0
         else:
+            samples = noise.shape[2]
             y, log_w = self.noisy.draw(stars, noise.to(self.device))
-        has_rv = self.has_rv[stars][:, :, None].expand(k, b, self.samples)
+            if self.selection is not None:
+                x = y[..., :3].detach().cpu().double().numpy()
+                seen = self.selection(x.reshape(-1, 3)).reshape(x.shape[:-1])
+                log_w = log_w + torch.log(torch.from_numpy(np.maximum(seen, 1e-30))).to(
+                    log_w
+                )
+        has_rv = self.has_rv[stars][:, :, None].expand(k, b, samples)
         y = torch.where(has_rv[..., None] | _POSITION_AXES.to(y.device), y, 0.0)
         s = self.scaler.transform(y).to(torch.float32).reshape(k, -1, 6)
         rows = s.shape[1]
         s = torch.cat([s, s.new_zeros(k, -rows % _ROW_MULTIPLE, 6)], dim=1)
-        shape = (k, b, self.samples)
+        shape = (k, b, samples)
         if isinstance(self.flow, FactorizedFlow):
             lp_x, lp_v = (
                 t[:, :rows].reshape(shape) for t in self.flow.log_prob_parts(s)
@@ -671,17 +762,23 @@ class StarLikelihood:
         else:
             lp = self.flow.log_prob(s)[:, :rows].reshape(shape)
             ell = lp + self.scaler.log_abs_det_jacobian(y).to(torch.float32)
-        if self.noisy is None:
+        if noise is None:
             return ell[..., 0]
         return jackknife_log_mean_exp(ell + log_w.to(torch.float32))
 
     def train_loss(
-        self, rows: torch.Tensor, generators: list[torch.Generator]
+        self,
+        rows: torch.Tensor,
+        generators: list[torch.Generator],
+        deconvolve: bool = True,
     ) -> torch.Tensor:
-        """Each member's mean negative log-likelihood over its batch, (K,)."""
+        """Each member's mean negative log-likelihood over its batch, (K,).
+
+        ``deconvolve=False`` uses the measured coordinates as they are.
+        """
         stars = self.train_rows.to(rows.device)[rows]
         noise = None
-        if self.noisy is not None:
+        if self.noisy is not None and deconvolve:
             b = rows.shape[1]
             noise = torch.stack(
                 [
@@ -700,7 +797,9 @@ class StarLikelihood:
                 torch.arange(len(self.val_rows)), _VALIDATION_ROWS
             ):
                 stars = self.val_rows[chunk].to(self.device).expand(k, -1)
-                noise = self.val_noise[chunk].expand(k, -1, -1, -1)
+                noise = None
+                if self.noisy is not None:
+                    noise = self.val_noise[chunk].expand(k, -1, -1, -1)
                 total -= self._log_likelihood(stars, noise).sum(dim=1)
         return (total / len(self.val_rows)).cpu()
 

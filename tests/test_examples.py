@@ -149,7 +149,7 @@ def test_gaia_like_local_example(tmp_path):
     assert survey["stars_for_positions"] == 2**12
     # Binomial: 30% of 4096 is 1229 +- 29.
     assert abs(survey["stars_for_velocities"] - 1229) < 150
-    assert survey["deconvolution"] == {"error_samples": 4}
+    assert survey["deconvolution"] == {"error_samples": 2, "error_epochs": None}
     assert survey["selection"]["distance_limit_kpc"] == 1.5
     assert not summary["virial"]["applied"]
     assert np.isfinite(summary["against_truth"]["rho_local_rel_err"])

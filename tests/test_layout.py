@@ -33,6 +33,7 @@ LAYERS = {
     "cylspline": 1,
     "df": 2,
     "sky": 2,
+    "truncation": 2,
     "selection": 3,
     "deconvolution": 3,
     "training": 3,

@@ -21,6 +21,14 @@ def _small_data(n=1200):
     return np.hstack([x, v])
 
 
+def _within_two(x):
+    """A selection function: the sphere of radius 2 about the origin."""
+    return (np.linalg.norm(x, axis=1) < 2.0).astype(float)
+
+
+TRUNCATED = {"truncated": True, "selection": _within_two}
+
+
 def test_same_seed_is_bit_identical_and_other_seed_is_not():
     data = _small_data()
     kwargs = dict(epochs=2, batch_size=256, seed=7)
@@ -33,9 +41,10 @@ def test_same_seed_is_bit_identical_and_other_seed_is_not():
     assert a.history["val_loss"] != c.history["val_loss"]
 
 
-def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch):
+@pytest.mark.parametrize("extra", [{}, TRUNCATED])
+def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, extra):
     data = _small_data()
-    kwargs = dict(epochs=4, batch_size=256, seed=1)
+    kwargs = dict(epochs=4, batch_size=256, seed=1, **extra)
     reference = FlowEnsemble(n_flows=2).fit(data, **kwargs)
 
     save = training.FlowTrainer._save
@@ -91,10 +100,10 @@ def test_early_stopping_restores_the_best_weights():
     assert all(e < len(history["epoch"]) for e in history["best_epoch"])
 
 
-@pytest.mark.parametrize("jitter", [0.0, 0.1])
-def test_shards_fitted_apart_are_the_members_of_one_fit(jitter):
+@pytest.mark.parametrize("extra", [{}, {"jitter": 0.1}, TRUNCATED])
+def test_shards_fitted_apart_are_the_members_of_one_fit(extra):
     data = _small_data()
-    kwargs = dict(epochs=2, batch_size=128, seed=3, jitter=jitter)
+    kwargs = dict(epochs=2, batch_size=128, seed=3, **extra)
     whole = FlowEnsemble(n_flows=4).fit(data, **kwargs)
     shards = [
         FlowEnsemble(n_flows=n).fit(data, first_member=first, **kwargs)
