@@ -14,6 +14,9 @@ def stationarity_residual(
     grad_phi: torch.Tensor,
     grad_x: torch.Tensor,
     grad_v: torch.Tensor,
+    *,
+    x: torch.Tensor | None = None,
+    pattern_speed: float | torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""The time derivative of the DF implied by the collisionless Boltzmann equation.
 
@@ -23,6 +26,24 @@ def stationarity_residual(
             -\sum_i \left( v_i \frac{\partial f}{\partial x_i}
             - \frac{\partial \Phi}{\partial x_i} \frac{\partial f}{\partial v_i}
             \right)
+
+    With a ``pattern_speed`` :math:`\Omega_p`, the DF is required to be
+    stationary in the frame rotating at :math:`\Omega_p` about the z axis
+    (a bar, spiral arms), while the coordinates, the DF's gradients and
+    :math:`\Phi` (at this instant) stay those of the inertial frame. Such a
+    DF turns with the pattern, :math:`\partial f/\partial t = -\Omega_p
+    \partial f/\partial\phi`, with :math:`\partial/\partial\phi` the
+    rotation of both positions and velocities, so the residual is
+
+    .. math::
+
+        \frac{\partial f}{\partial t} + \Omega_p \left(
+            x \frac{\partial f}{\partial y} - y \frac{\partial f}{\partial x}
+            + v_x \frac{\partial f}{\partial v_y}
+            - v_y \frac{\partial f}{\partial v_x} \right),
+
+    zero for a DF of the Jacobi integral :math:`E - \Omega_p L_z` in a
+    potential that rotates rigidly at :math:`\Omega_p`.
 
     The expression is linear in the DF gradients, so it serves both forms of
     the method: pass :math:`\nabla f` for the paper's :math:`\partial f/\partial t`,
@@ -37,13 +58,30 @@ def stationarity_residual(
         :math:`\nabla\Phi` at the positions.
     grad_x, grad_v : :class:`torch.Tensor`, shape ``(N, 3)``
         Gradients of :math:`f` (or :math:`\ln f`) in position and velocity.
+    x : :class:`torch.Tensor`, shape ``(N, 3)``, optional
+        Positions; needed with a ``pattern_speed``.
+    pattern_speed : float or :class:`torch.Tensor` (scalar), optional
+        :math:`\Omega_p` about the z axis, in the units of ``v / x``
+        (a tensor may require grad, to fit it); positive is counterclockwise
+        seen from +z.
 
     Returns
     -------
     residual : :class:`torch.Tensor`, shape ``(N,)``
         Zero everywhere for a stationary DF in the true potential.
     """
-    return (grad_phi * grad_v).sum(-1) - (v * grad_x).sum(-1)
+    residual = (grad_phi * grad_v).sum(-1) - (v * grad_x).sum(-1)
+    if pattern_speed is None:
+        return residual
+    if x is None:
+        raise ValueError("a pattern_speed needs the positions x")
+    turn = (
+        x[:, 0] * grad_x[:, 1]
+        - x[:, 1] * grad_x[:, 0]
+        + v[:, 0] * grad_v[:, 1]
+        - v[:, 1] * grad_v[:, 0]
+    )
+    return residual + pattern_speed * turn
 
 
 def laplacian(
