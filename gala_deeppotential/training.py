@@ -24,7 +24,7 @@ import torch
 
 from . import io
 from .df import FlowEnsemble, FlowOptions, empty_history, phase_space_tensor
-from .flows import FactorizedFlow
+from .likelihood import ROW_MULTIPLE, VALIDATION_ROWS, StarLikelihood
 from .options import coerce_fields, options_dict, resolve_options
 from .runtime import member_generator, torch_threads
 from .standardizer import Standardizer
@@ -38,13 +38,6 @@ DEFAULT_EPOCHS = 16
 
 _CHECKPOINT_KIND = "flow_ensemble_checkpoint"
 _CHECKPOINT_FILE = "checkpoint.pt"
-# Validation stars per member per chunk. Fixed, not shrinking with K, so that
-# a member's validation loss sums the same chunks, in the same order, whatever
-# the size of its batch: early stopping must not depend on the other members.
-_VALIDATION_ROWS = 1024
-# Rows per member in a batch should be a multiple of this, the float32 lanes
-# of the widest CPU vector (AVX-512), for members to be batch-independent.
-_ROW_MULTIPLE = 16
 # Stream of runtime.member_generator that shuffles a member's minibatches
 # (flows.INIT_STREAM draws its initial weights).
 _BATCH_STREAM = 1
@@ -510,14 +503,6 @@ class FlowTrainer:
         warm = min(1.0, frac / warmup) if warmup > 0 else 1.0
         return self.settings["lr"] * warm * 0.5 * (1 + math.cos(math.pi * frac))
 
-    def _clip(self) -> None:
-        """Clip each member's gradient norm separately: members are independent."""
-        grads = [p.grad for p in self.flow.parameters()]
-        norm = torch.stack([g.square().flatten(1).sum(1) for g in grads]).sum(0).sqrt()
-        factor = (self.settings["clip_norm"] / (norm + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(factor.view(-1, *[1] * (g.ndim - 1)))
-
     def _validation_loss(self) -> torch.Tensor:
         log_z = 0.0 if self.normalizer is None else self.normalizer.validation()
         return self._data_validation_loss() + log_z
@@ -527,12 +512,12 @@ class FlowTrainer:
             return self.stars.validation_loss()
         total = torch.zeros(self.ensemble.n_flows, device=self.s_val.device)
         with torch.no_grad():
-            for chunk in torch.split(self.s_val, _VALIDATION_ROWS):
+            for chunk in torch.split(self.s_val, VALIDATION_ROWS):
                 # Pad to whole vectors, so that no member's rows fall in the
                 # ragged end of an array (see flows._SplineCoupling).
                 rows = len(chunk)
                 padded = torch.cat(
-                    [chunk, chunk.new_zeros(-rows % _ROW_MULTIPLE, chunk.shape[1])]
+                    [chunk, chunk.new_zeros(-rows % ROW_MULTIPLE, chunk.shape[1])]
                 )
                 total -= self.flow.log_prob(padded)[:, :rows].sum(dim=1)
         return (total / len(self.s_val)).cpu()
@@ -579,7 +564,7 @@ class FlowTrainer:
                 nll = nll + self.normalizer.loss_term(self.generators)
             self.optimizer.zero_grad()
             nll.sum().backward()
-            self._clip()
+            _clip_per_member(self.flow, self.settings["clip_norm"])
             self.optimizer.step()
             loss_sum += nll.detach()
             done += 1
@@ -617,22 +602,6 @@ class FlowTrainer:
             self.bar.set_postfix(val_loss=f"{float(val.mean()) - self.offset_val:.4f}")
         return done == self.steps_per_epoch
 
-    def _all_finished(self) -> bool:
-        """Whether this fit is finished here and on every rank of the group."""
-        if self.process_group is None:
-            return self.finished
-        import torch.distributed as dist
-
-        # NCCL reduces only CUDA tensors; gloo takes CPU ones.
-        device = (
-            self.ensemble.device
-            if dist.get_backend(self.process_group) == "nccl"
-            else "cpu"
-        )
-        running = torch.tensor([0 if self.finished else 1], device=device)
-        dist.all_reduce(running, group=self.process_group)
-        return int(running) == 0
-
     def run(self) -> None:
         self._resume()
         self.bar = None
@@ -648,7 +617,9 @@ class FlowTrainer:
             # a shard whose members have all stopped keeps training them
             # (their best weights are final), just as one process training
             # every member would; a shard out of epochs or time does nothing.
-            while not self._all_finished():
+            while not _all_ranks_finished(
+                self.finished, self.process_group, self.ensemble.device
+            ):
                 in_budget = self._epoch(start)
                 self.elapsed = time.perf_counter() - start
                 patience_out = bool(
@@ -679,164 +650,23 @@ class FlowTrainer:
         self.ensemble.history = self.history
 
 
-class StarLikelihood:
-    r"""Per-star likelihoods for stars with missing radial velocities or errors.
-
-    A star with a radial velocity contributes :math:`\ln f(x, v)`, one
-    without only the density of its position, :math:`\ln p(x)` (the
-    members must factorize as :math:`p(x)\,p(v \mid x)`). With measurement
-    errors, either is the Monte Carlo estimate of its error-convolved value,
-    :math:`\ln \frac1M \sum_m f(y_m)\,w_m` over M draws :math:`y_m` of
-    its true coordinates with weights :math:`w_m`
-    (:class:`~gala_deeppotential.deconvolution.NoisyAstrometry`), debiased
-    by the jackknife (:func:`jackknife_log_mean_exp`). All densities are in
-    the caller's units, Jacobians included.
-    """
-
-    def __init__(
-        self,
-        flow: Any,
-        scaler: Standardizer,
-        y: torch.Tensor,
-        order: torch.Tensor,
-        n_val: int,
-        noisy: NoisyAstrometry | None,
-        settings: dict[str, Any],
-        device: torch.device,
-        selection: Callable[[np.ndarray], np.ndarray] | None = None,
-    ) -> None:
-        has_rv = torch.isfinite(y[:, 3:]).all(dim=1)
-        if not bool(has_rv.all()) and not isinstance(flow, FactorizedFlow):
-            raise ValueError(
-                f"{int((~has_rv).sum())} stars have no radial velocity (NaN "
-                "velocities): fit them with factorization='conditional', whose "
-                "members model the positions' density on its own"
-            )
-        self.flow, self.scaler, self.noisy, self.device = flow, scaler, noisy, device
-        # With the truncated likelihood, a draw of a star's true position
-        # counts with the selection there: S(x) f(x, v) / Z.
-        self.selection = selection
-        self.samples = settings["error_samples"] if noisy is not None else 1
-        self.train_rows, self.val_rows = order[n_val:], order[:n_val]
-        self.has_rv = has_rv.to(device)
-        # Exact stars: their coordinates, NaN velocities zeroed (masked below).
-        self.y = torch.where(has_rv[:, None] | _POSITION_AXES, y, 0.0).to(device)
-        # Validation draws are fixed, so that epochs compare like with like.
-        generator = torch.Generator().manual_seed(settings["seed"])
-        self.val_noise = torch.randn(
-            n_val, self.samples, 4, generator=generator, dtype=torch.float64
-        )
-
-    def _log_likelihood(self, stars: torch.Tensor, noise: torch.Tensor | None):
-        """Each member's log-likelihood of some stars (K, B): ``stars`` (K, B).
-
-        With ``noise`` (K, B, M, 4), of the true coordinates drawn from the
-        measured ones; without, of the measured coordinates as they are.
-        """
-        k, b = stars.shape
-        if noise is None:
-            samples, y, log_w = 1, self.y[stars][:, :, None], 0.0
-        else:
-            samples = noise.shape[2]
-            y, log_w = self.noisy.draw(stars, noise.to(self.device))
-            if self.selection is not None:
-                x = y[..., :3].detach().cpu().double().numpy()
-                seen = self.selection(x.reshape(-1, 3)).reshape(x.shape[:-1])
-                log_w = log_w + torch.log(torch.from_numpy(np.maximum(seen, 1e-30))).to(
-                    log_w
-                )
-        has_rv = self.has_rv[stars][:, :, None].expand(k, b, samples)
-        y = torch.where(has_rv[..., None] | _POSITION_AXES.to(y.device), y, 0.0)
-        s = self.scaler.transform(y).to(torch.float32).reshape(k, -1, 6)
-        rows = s.shape[1]
-        s = torch.cat([s, s.new_zeros(k, -rows % _ROW_MULTIPLE, 6)], dim=1)
-        shape = (k, b, samples)
-        if isinstance(self.flow, FactorizedFlow):
-            lp_x, lp_v = (
-                t[:, :rows].reshape(shape) for t in self.flow.log_prob_parts(s)
-            )
-            j_x, j_v = (
-                t.to(torch.float32) for t in self.scaler.log_abs_det_jacobian_split(y)
-            )
-            ell = lp_x + j_x + torch.where(has_rv, lp_v + j_v, 0.0)
-        else:
-            lp = self.flow.log_prob(s)[:, :rows].reshape(shape)
-            ell = lp + self.scaler.log_abs_det_jacobian(y).to(torch.float32)
-        if noise is None:
-            return ell[..., 0]
-        return jackknife_log_mean_exp(ell + log_w.to(torch.float32))
-
-    def train_loss(
-        self,
-        rows: torch.Tensor,
-        generators: list[torch.Generator],
-        deconvolve: bool = True,
-    ) -> torch.Tensor:
-        """Each member's mean negative log-likelihood over its batch, (K,).
-
-        ``deconvolve=False`` uses the measured coordinates as they are.
-        """
-        stars = self.train_rows.to(rows.device)[rows]
-        noise = None
-        if self.noisy is not None and deconvolve:
-            b = rows.shape[1]
-            noise = torch.stack(
-                [
-                    torch.randn(b, self.samples, 4, generator=g, dtype=torch.float64)
-                    for g in generators
-                ]
-            )
-        return -self._log_likelihood(stars, noise).mean(dim=1)
-
-    def validation_loss(self) -> torch.Tensor:
-        """Each member's mean negative log-likelihood of the held-out stars, (K,)."""
-        k = self.flow.n_members
-        total = torch.zeros(k, device=self.device)
-        with torch.no_grad():
-            for chunk in torch.split(
-                torch.arange(len(self.val_rows)), _VALIDATION_ROWS
-            ):
-                stars = self.val_rows[chunk].to(self.device).expand(k, -1)
-                noise = None
-                if self.noisy is not None:
-                    noise = self.val_noise[chunk].expand(k, -1, -1, -1)
-                total -= self._log_likelihood(stars, noise).sum(dim=1)
-        return (total / len(self.val_rows)).cpu()
+def _clip_per_member(flow: torch.nn.Module, clip_norm: float) -> None:
+    """Clip each member's gradient norm separately: members are independent."""
+    grads = [p.grad for p in flow.parameters()]
+    norm = torch.stack([g.square().flatten(1).sum(1) for g in grads]).sum(0).sqrt()
+    factor = (clip_norm / (norm + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(factor.view(-1, *[1] * (g.ndim - 1)))
 
 
-def jackknife_log_mean_exp(ell: torch.Tensor) -> torch.Tensor:
-    r"""The jackknife estimate of :math:`\ln \mathbb E[e^\ell]` from M draws.
+def _all_ranks_finished(finished: bool, process_group: Any, device: Any) -> bool:
+    """Whether a fit is finished here and on every rank of its process group."""
+    if process_group is None:
+        return finished
+    import torch.distributed as dist
 
-    :math:`\hat L_M = \ln \frac1M \sum_m e^{\ell_m}` underestimates the
-    log of the mean by about :math:`\mathrm{Var}(e^\ell)/(2M\,\mathbb
-    E[e^\ell]^2)`, which, maximised over a DF, leaves it broadened towards
-    the error-convolved one. The jackknife
-    :math:`M \hat L_M - (M-1)\,\overline{\hat L_{M-1}}`, with the mean over
-    the M leave-one-out estimates, cancels that :math:`1/M` term (Nowozin
-    2018, ICLR, "Debiasing evidence approximations"). Fitted to a Gaussian
-    measured with errors half its width, 4 draws then recover its width
-    (to 2.5%), where the plain estimate is 7% too wide.
-
-    Parameters
-    ----------
-    ell : :class:`torch.Tensor`, shape (..., M)
-        :math:`\ell_m`; M of at least 2 (one draw is returned as is).
-
-    Returns
-    -------
-    estimate : :class:`torch.Tensor`, shape (...)
-    """
-    m = ell.shape[-1]
-    full = torch.logsumexp(ell, dim=-1) - math.log(m)
-    if m == 1:
-        return full
-    # Leave-one-out: ln(sum - e^l_i), computed stably about the maximum.
-    top = ell.max(dim=-1, keepdim=True).values.detach()
-    scaled = torch.exp(ell - top)
-    rest = (scaled.sum(dim=-1, keepdim=True) - scaled).clamp_min(1e-30)
-    loo = torch.log(rest) + top - math.log(m - 1)
-    return m * full - (m - 1) * loo.mean(dim=-1)
-
-
-# Which of the six coordinates are positions (always measured).
-_POSITION_AXES = torch.tensor([True, True, True, False, False, False])
+    # NCCL reduces only CUDA tensors; gloo takes CPU ones.
+    device = device if dist.get_backend(process_group) == "nccl" else "cpu"
+    running = torch.tensor([0 if finished else 1], device=device)
+    dist.all_reduce(running, group=process_group)
+    return int(running) == 0

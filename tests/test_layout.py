@@ -34,6 +34,7 @@ LAYERS = {
     "df": 2,
     "sky": 2,
     "truncation": 2,
+    "likelihood": 2,
     "selection": 3,
     "deconvolution": 3,
     "training": 3,

@@ -1,0 +1,197 @@
+r"""Per-star likelihoods of the flows for incomplete or noisy stars.
+
+A star without a radial velocity informs only the density of positions; a
+star with measurement errors, the DF convolved with them (by Monte Carlo, see
+:mod:`gala_deeppotential.deconvolution`). :class:`StarLikelihood` evaluates
+either for the training loop, :func:`jackknife_log_mean_exp` debiases the
+Monte Carlo estimate.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ROW_MULTIPLE",
+    "VALIDATION_ROWS",
+    "StarLikelihood",
+    "jackknife_log_mean_exp",
+]
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .flows import FactorizedFlow
+from .standardizer import Standardizer
+
+if TYPE_CHECKING:
+    from .deconvolution import NoisyAstrometry
+
+#: Validation stars per member per chunk. Fixed, not shrinking with K, so that
+#: a member's validation loss sums the same chunks, in the same order, whatever
+#: the size of its batch: early stopping must not depend on the other members.
+VALIDATION_ROWS = 1024
+#: Rows per member in a batch should be a multiple of this, the float32 lanes
+#: of the widest CPU vector (AVX-512), for members to be batch-independent.
+ROW_MULTIPLE = 16
+# Which of the six coordinates are positions (always measured).
+_POSITION_AXES = torch.tensor([True, True, True, False, False, False])
+
+
+class StarLikelihood:
+    r"""Per-star likelihoods for stars with missing radial velocities or errors.
+
+    A star with a radial velocity contributes :math:`\ln f(x, v)`, one
+    without only the density of its position, :math:`\ln p(x)` (the
+    members must factorize as :math:`p(x)\,p(v \mid x)`). With measurement
+    errors, either is the Monte Carlo estimate of its error-convolved value,
+    :math:`\ln \frac1M \sum_m f(y_m)\,w_m` over M draws :math:`y_m` of
+    its true coordinates with weights :math:`w_m`
+    (:class:`~gala_deeppotential.deconvolution.NoisyAstrometry`), debiased
+    by the jackknife (:func:`jackknife_log_mean_exp`). All densities are in
+    the caller's units, Jacobians included.
+    """
+
+    def __init__(
+        self,
+        flow: Any,
+        scaler: Standardizer,
+        y: torch.Tensor,
+        order: torch.Tensor,
+        n_val: int,
+        noisy: NoisyAstrometry | None,
+        settings: dict[str, Any],
+        device: torch.device,
+        selection: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        has_rv = torch.isfinite(y[:, 3:]).all(dim=1)
+        if not bool(has_rv.all()) and not isinstance(flow, FactorizedFlow):
+            raise ValueError(
+                f"{int((~has_rv).sum())} stars have no radial velocity (NaN "
+                "velocities): fit them with factorization='conditional', whose "
+                "members model the positions' density on its own"
+            )
+        self.flow, self.scaler, self.noisy, self.device = flow, scaler, noisy, device
+        # With the truncated likelihood, a draw of a star's true position
+        # counts with the selection there: S(x) f(x, v) / Z.
+        self.selection = selection
+        self.samples = settings["error_samples"] if noisy is not None else 1
+        self.train_rows, self.val_rows = order[n_val:], order[:n_val]
+        self.has_rv = has_rv.to(device)
+        # Exact stars: their coordinates, NaN velocities zeroed (masked below).
+        self.y = torch.where(has_rv[:, None] | _POSITION_AXES, y, 0.0).to(device)
+        # Validation draws are fixed, so that epochs compare like with like.
+        generator = torch.Generator().manual_seed(settings["seed"])
+        self.val_noise = torch.randn(
+            n_val, self.samples, 4, generator=generator, dtype=torch.float64
+        )
+
+    def _log_likelihood(self, stars: torch.Tensor, noise: torch.Tensor | None):
+        """Each member's log-likelihood of some stars (K, B): ``stars`` (K, B).
+
+        With ``noise`` (K, B, M, 4), of the true coordinates drawn from the
+        measured ones; without, of the measured coordinates as they are.
+        """
+        k, b = stars.shape
+        if noise is None:
+            samples, y, log_w = 1, self.y[stars][:, :, None], 0.0
+        else:
+            samples = noise.shape[2]
+            y, log_w = self.noisy.draw(stars, noise.to(self.device))
+            if self.selection is not None:
+                x = y[..., :3].detach().cpu().double().numpy()
+                seen = self.selection(x.reshape(-1, 3)).reshape(x.shape[:-1])
+                log_w = log_w + torch.log(torch.from_numpy(np.maximum(seen, 1e-30))).to(
+                    log_w
+                )
+        has_rv = self.has_rv[stars][:, :, None].expand(k, b, samples)
+        y = torch.where(has_rv[..., None] | _POSITION_AXES.to(y.device), y, 0.0)
+        s = self.scaler.transform(y).to(torch.float32).reshape(k, -1, 6)
+        rows = s.shape[1]
+        s = torch.cat([s, s.new_zeros(k, -rows % ROW_MULTIPLE, 6)], dim=1)
+        shape = (k, b, samples)
+        if isinstance(self.flow, FactorizedFlow):
+            lp_x, lp_v = (
+                t[:, :rows].reshape(shape) for t in self.flow.log_prob_parts(s)
+            )
+            j_x, j_v = (
+                t.to(torch.float32) for t in self.scaler.log_abs_det_jacobian_split(y)
+            )
+            ell = lp_x + j_x + torch.where(has_rv, lp_v + j_v, 0.0)
+        else:
+            lp = self.flow.log_prob(s)[:, :rows].reshape(shape)
+            ell = lp + self.scaler.log_abs_det_jacobian(y).to(torch.float32)
+        if noise is None:
+            return ell[..., 0]
+        return jackknife_log_mean_exp(ell + log_w.to(torch.float32))
+
+    def train_loss(
+        self,
+        rows: torch.Tensor,
+        generators: list[torch.Generator],
+        deconvolve: bool = True,
+    ) -> torch.Tensor:
+        """Each member's mean negative log-likelihood over its batch, (K,).
+
+        ``deconvolve=False`` uses the measured coordinates as they are.
+        """
+        stars = self.train_rows.to(rows.device)[rows]
+        noise = None
+        if self.noisy is not None and deconvolve:
+            b = rows.shape[1]
+            noise = torch.stack(
+                [
+                    torch.randn(b, self.samples, 4, generator=g, dtype=torch.float64)
+                    for g in generators
+                ]
+            )
+        return -self._log_likelihood(stars, noise).mean(dim=1)
+
+    def validation_loss(self) -> torch.Tensor:
+        """Each member's mean negative log-likelihood of the held-out stars, (K,)."""
+        k = self.flow.n_members
+        total = torch.zeros(k, device=self.device)
+        with torch.no_grad():
+            for chunk in torch.split(torch.arange(len(self.val_rows)), VALIDATION_ROWS):
+                stars = self.val_rows[chunk].to(self.device).expand(k, -1)
+                noise = None
+                if self.noisy is not None:
+                    noise = self.val_noise[chunk].expand(k, -1, -1, -1)
+                total -= self._log_likelihood(stars, noise).sum(dim=1)
+        return (total / len(self.val_rows)).cpu()
+
+
+def jackknife_log_mean_exp(ell: torch.Tensor) -> torch.Tensor:
+    r"""The jackknife estimate of :math:`\ln \mathbb E[e^\ell]` from M draws.
+
+    :math:`\hat L_M = \ln \frac1M \sum_m e^{\ell_m}` underestimates the
+    log of the mean by about :math:`\mathrm{Var}(e^\ell)/(2M\,\mathbb
+    E[e^\ell]^2)`, which, maximised over a DF, leaves it broadened towards
+    the error-convolved one. The jackknife
+    :math:`M \hat L_M - (M-1)\,\overline{\hat L_{M-1}}`, with the mean over
+    the M leave-one-out estimates, cancels that :math:`1/M` term (Nowozin
+    2018, ICLR, "Debiasing evidence approximations"). Fitted to a Gaussian
+    measured with errors half its width, 4 draws then recover its width
+    (to 2.5%), where the plain estimate is 7% too wide.
+
+    Parameters
+    ----------
+    ell : :class:`torch.Tensor`, shape (..., M)
+        :math:`\ell_m`; M of at least 2 (one draw is returned as is).
+
+    Returns
+    -------
+    estimate : :class:`torch.Tensor`, shape (...)
+    """
+    m = ell.shape[-1]
+    full = torch.logsumexp(ell, dim=-1) - math.log(m)
+    if m == 1:
+        return full
+    # Leave-one-out: ln(sum - e^l_i), computed stably about the maximum.
+    top = ell.max(dim=-1, keepdim=True).values.detach()
+    scaled = torch.exp(ell - top)
+    rest = (scaled.sum(dim=-1, keepdim=True) - scaled).clamp_min(1e-30)
+    loo = torch.log(rest) + top - math.log(m - 1)
+    return m * full - (m - 1) * loo.mean(dim=-1)
