@@ -38,6 +38,10 @@ _LOG_2PI = math.log(2 * math.pi)
 # of a flow, and of the velocity flow of a FactorizedFlow.
 INIT_STREAM = 0
 CONDITIONAL_STREAM = 2
+#: Rows per member in a batch should be a multiple of this, the float32 lanes
+#: of the widest CPU vector (AVX-512), for members to be batch-independent
+#: (no member's rows in the ragged end of an array; see _SplineCoupling).
+ROW_MULTIPLE = 16
 
 
 class _MemberModule(nn.Module):

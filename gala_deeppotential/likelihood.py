@@ -10,7 +10,6 @@ Monte Carlo estimate.
 from __future__ import annotations
 
 __all__ = [
-    "ROW_MULTIPLE",
     "VALIDATION_ROWS",
     "StarLikelihood",
     "jackknife_log_mean_exp",
@@ -20,10 +19,9 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
-from .flows import FactorizedFlow
+from .flows import ROW_MULTIPLE, FactorizedFlow
 from .standardizer import Standardizer
 
 if TYPE_CHECKING:
@@ -33,9 +31,6 @@ if TYPE_CHECKING:
 #: a member's validation loss sums the same chunks, in the same order, whatever
 #: the size of its batch: early stopping must not depend on the other members.
 VALIDATION_ROWS = 1024
-#: Rows per member in a batch should be a multiple of this, the float32 lanes
-#: of the widest CPU vector (AVX-512), for members to be batch-independent.
-ROW_MULTIPLE = 16
 # Which of the six coordinates are positions (always measured).
 _POSITION_AXES = torch.tensor([True, True, True, False, False, False])
 
@@ -64,7 +59,7 @@ class StarLikelihood:
         noisy: NoisyAstrometry | None,
         settings: dict[str, Any],
         device: torch.device,
-        selection: Callable[[np.ndarray], np.ndarray] | None = None,
+        selection: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         has_rv = torch.isfinite(y[:, 3:]).all(dim=1)
         if not bool(has_rv.all()) and not isinstance(flow, FactorizedFlow):
@@ -75,7 +70,8 @@ class StarLikelihood:
             )
         self.flow, self.scaler, self.noisy, self.device = flow, scaler, noisy, device
         # With the truncated likelihood, a draw of a star's true position
-        # counts with the selection there: S(x) f(x, v) / Z.
+        # counts with the selection there, S(x) f(x, v) / Z: ``selection``
+        # gives S at positions (..., 3) as a float64 CPU tensor.
         self.selection = selection
         self.samples = settings["error_samples"] if noisy is not None else 1
         self.train_rows, self.val_rows = order[n_val:], order[:n_val]
@@ -101,11 +97,8 @@ class StarLikelihood:
             samples = noise.shape[2]
             y, log_w = self.noisy.draw(stars, noise.to(self.device))
             if self.selection is not None:
-                x = y[..., :3].detach().cpu().double().numpy()
-                seen = self.selection(x.reshape(-1, 3)).reshape(x.shape[:-1])
-                log_w = log_w + torch.log(torch.from_numpy(np.maximum(seen, 1e-30))).to(
-                    log_w
-                )
+                seen = self.selection(y[..., :3]).clamp_min(1e-30)
+                log_w = log_w + torch.log(seen).to(log_w)
         has_rv = self.has_rv[stars][:, :, None].expand(k, b, samples)
         y = torch.where(has_rv[..., None] | _POSITION_AXES.to(y.device), y, 0.0)
         s = self.scaler.transform(y).to(torch.float32).reshape(k, -1, 6)

@@ -24,7 +24,8 @@ import torch
 
 from . import io
 from .df import FlowEnsemble, FlowOptions, empty_history, phase_space_tensor
-from .likelihood import ROW_MULTIPLE, VALIDATION_ROWS, StarLikelihood
+from .flows import ROW_MULTIPLE
+from .likelihood import VALIDATION_ROWS, StarLikelihood
 from .options import coerce_fields, options_dict, resolve_options
 from .runtime import member_generator, torch_threads
 from .standardizer import Standardizer
@@ -95,7 +96,7 @@ class TrainingOptions:
         ``selection_draws`` points from every member.
     selection_draws : int
         Draws per member and step that estimate :math:`\ln \int f S`, a
-        multiple of 16.
+        multiple of 16 (``flows.ROW_MULTIPLE``).
     """
 
     epochs: int = DEFAULT_EPOCHS
@@ -399,7 +400,7 @@ class FlowTrainer:
                 noisy,
                 settings,
                 device,
-                selection,
+                None if self.normalizer is None else self.normalizer.completeness,
             )
             self.offset_train = self.offset_val = 0.0
             self.s_train = torch.empty(len(y) - n_val, 0, device=device)

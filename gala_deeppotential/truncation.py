@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .flows import FactorizedFlow
+from .flows import ROW_MULTIPLE, FactorizedFlow
 from .runtime import member_generator
 from .standardizer import Standardizer
 
@@ -71,9 +71,10 @@ class SelectionNormalizer:
         seed: int,
         first_member: int,
     ) -> None:
-        if int(n_draws) != n_draws or n_draws < 16 or n_draws % 16:
+        if int(n_draws) != n_draws or n_draws < ROW_MULTIPLE or n_draws % ROW_MULTIPLE:
             raise ValueError(
-                f"selection_draws must be a positive multiple of 16, got {n_draws!r}"
+                f"selection_draws must be a positive multiple of {ROW_MULTIPLE}, "
+                f"got {n_draws!r}"
             )
         self.selection, self.flow, self.scaler = selection, flow, scaler
         self.n_draws = int(n_draws)
@@ -106,14 +107,19 @@ class SelectionNormalizer:
             return self.flow.positions.log_prob(s)
         return self.flow.log_prob(s)
 
+    def completeness(self, x: torch.Tensor) -> torch.Tensor:
+        """:math:`S` at positions ``x`` (..., 3) in the data's units, shape (...),
+        float64 on the CPU."""
+        x = x.detach().to("cpu", torch.float64)
+        weight = np.asarray(self.selection(x.reshape(-1, 3).numpy()), dtype=np.float64)
+        return torch.from_numpy(weight.reshape(x.shape[:-1]))
+
     def _completeness(self, s: torch.Tensor) -> torch.Tensor:
         """:math:`S` at the positions of points ``s`` (K, n, dim), shape (K, n)."""
         s = s.detach().to("cpu", torch.float64)
         if self.factorized:
             s = torch.cat([s, torch.zeros_like(s)], dim=-1)
-        x = self.scaler.inverse(s)[..., :3].numpy()
-        weight = np.asarray(self.selection(x.reshape(-1, 3)), dtype=np.float64)
-        return torch.from_numpy(weight.reshape(x.shape[:2]))
+        return self.completeness(self.scaler.inverse(s)[..., :3])
 
     def loss_term(self, generators: list[torch.Generator]) -> torch.Tensor:
         r"""Each member's :math:`\ln Z_k`, shape (K,), differentiable.
