@@ -114,12 +114,31 @@ def _fit_options(args: argparse.Namespace) -> dict[str, Any]:
         "virial": virial,
         "selection": _selection(args),
         "errors": {"auto": None, "yes": True, "no": False}[args.errors],
+        "pattern_speed": _pattern_speed(args.pattern_speed, args.units),
         "seed": args.seed,
         "device": args.device,
         "threads": args.threads,
         "progress": not args.quiet,
         "distributed": args.distributed,
     }
+
+
+def _pattern_speed(text: str | None, units: str) -> Any:
+    """--pattern-speed as a Quantity in km/s/kpc (a plain number when
+    dimensionless), ``"fit"`` or None."""
+    if text is None or text == "fit":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(
+            f"--pattern-speed takes a number in km/s/kpc or 'fit', got {text!r}"
+        ) from None
+    if units == "dimensionless":
+        return value
+    import astropy.units as u
+
+    return value * u.km / u.s / u.kpc
 
 
 def _run_fit(args: argparse.Namespace) -> None:
@@ -188,9 +207,29 @@ def _fit_summary(report: dict[str, Any], seconds: float) -> str:
             f"{rotation['R0']:.4g}, the fit's units), and Φ was fitted for "
             f"{report['potential']['steps']} steps"
         )
+    omega = report["potential"].get("pattern_speed")
+    if omega is not None:
+        kind = report["potential"]["network"]["pattern_speed"]
+        lines.append(
+            f"the potential rotates about z at a pattern speed "
+            f"{'fitted' if kind == 'fit' else 'given'} as {_km_s_kpc(omega, report)}"
+        )
     lines += [f"warning: {text}" for text in report["warnings"]]
     lines.append(_survey_line(report["survey"]))
     return "\n".join(lines)
+
+
+def _km_s_kpc(omega: float, report: dict[str, Any]) -> str:
+    """A pattern speed in the fit's units, in km/s/kpc where it has units."""
+    units = report["units"]
+    if units is None:
+        return f"{omega:.4g} (dimensionless)"
+    import astropy.units as u
+
+    from .io import units_from_json
+
+    time = units_from_json(units)["time"]
+    return f"{(omega / time).to_value(u.km / u.s / u.kpc):.4g} km/s/kpc"
 
 
 def _survey_line(survey: dict[str, Any]) -> str:
@@ -492,6 +531,14 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="JSON",
         help="further settings of the Φ fit, a JSON object of "
         "gala_deeppotential.potential.PotentialOptions fields",
+    )
+    training.add_argument(
+        "--pattern-speed",
+        metavar="KM_S_KPC",
+        help="fit a potential that rotates rigidly about the Galactocentric z "
+        "axis (a bar) at this pattern speed in km/s/kpc (positive: "
+        "counterclockwise seen from the north Galactic pole; the Milky Way's "
+        "bar is negative), or 'fit' to fit it together with the potential",
     )
     training.add_argument(
         "--seed", type=int, default=0, help="seed of both fits (default: 0)"

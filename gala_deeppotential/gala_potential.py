@@ -336,6 +336,60 @@ class DeepPotential(PotentialBase):
         """A copy of the wrapped network."""
         return copy.deepcopy(self._net)
 
+    @property
+    def pattern_speed(self) -> u.Quantity | float | None:
+        r"""The pattern speed :math:`\Omega_p` of a rotating potential, or None.
+
+        A potential fitted with a pattern speed (a bar; see
+        :func:`~gala_deeppotential.fit`) rotates rigidly about the network's
+        z axis. Like gala's bar potentials, this potential is the one of the
+        frame that rotates with it, where it is static: integrate orbits in
+        :meth:`rotating_frame`. In gala's default static frame it stands
+        still. A Quantity [frequency] (a plain number when dimensionless);
+        positive is counterclockwise seen from +z.
+        """
+        omega = self._net.pattern_speed
+        if omega is None:
+            return None
+        length, energy = self._scales()
+        omega = omega * np.sqrt(energy) / length
+        if _is_dimensionless(self.units):
+            return omega
+        return (omega / self.units["time"]).to(u.km / u.s / u.kpc)
+
+    def rotating_frame(self) -> gala.potential.ConstantRotatingFrame:
+        """gala's frame that rotates with the potential, at :attr:`pattern_speed`.
+
+        Orbits integrated in it, ``gp.Hamiltonian(pot, frame=pot.rotating_frame())``,
+        are those in the rotating potential; the Jacobi energy
+        (``orbit.energy()`` there) is conserved. With ``R``, the axis is the
+        network's z axis.
+
+        Raises
+        ------
+        ValueError
+            For a static potential (no pattern speed), or one whose
+            ``origin`` is not 0 (gala's rotating frames turn about the
+            origin).
+        """
+        omega = self.pattern_speed
+        if omega is None:
+            raise ValueError(
+                "this potential has no pattern speed: it is static; fit one "
+                "with fit(..., pattern_speed=...) to get a rotating potential"
+            )
+        if np.any(np.asarray(self.origin) != 0):
+            raise ValueError(
+                "gala's rotating frames turn about the origin, and this "
+                "potential's origin is offset; use origin=0"
+            )
+        axis = np.array([0.0, 0.0, 1.0])
+        if self.R is not None:
+            axis = np.asarray(self.R).T @ axis
+        return gala.potential.ConstantRotatingFrame(
+            Omega=axis * omega, units=self.units
+        )
+
     # ------------------------------------------------------------------
     # Evaluation
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["ACTIVATIONS", "RADIAL_SOFTENING", "PotentialNet"]
 
 import itertools
+import math
 from collections.abc import Callable
 
 import torch
@@ -16,6 +17,10 @@ Activation = Callable[[torch.Tensor, int], tuple[torch.Tensor, ...]]
 #: of the network's length scale: the kink of a cusp is resolved down to about
 #: :math:`10^{-3} s_x`.
 RADIAL_SOFTENING = 1e-3
+
+# What a saved network's kind of pattern speed rebuilds; a fixed one's value
+# is then loaded from its tensors.
+_KINDS = {"fit": "fit", "fixed": 0.0}
 
 
 def _silu(z: torch.Tensor, order: int):
@@ -97,6 +102,13 @@ class PotentialNet(nn.Module):
         :math:`\epsilon`, in units of :math:`s_x`: inside about
         :math:`\epsilon s_x` the network has no kink, so the density there is
         finite.
+    pattern_speed : float or "fit", optional
+        The pattern speed :math:`\Omega_p` about the z axis of a potential
+        that rotates rigidly (a bar), in the caller's units of velocity over
+        length; ``"fit"`` makes it a trainable parameter, starting at 0.
+        ``None`` (default): a static potential. The network gives
+        :math:`\Phi` at this instant, in the inertial frame; see
+        :attr:`pattern_speed`.
 
     Examples
     --------
@@ -116,6 +128,7 @@ class PotentialNet(nn.Module):
         radial: bool = False,
         radial_softening: float = RADIAL_SOFTENING,
         center: tuple[float, float, float] | None = None,
+        pattern_speed: float | str | None = None,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -145,6 +158,55 @@ class PotentialNet(nn.Module):
         self.register_buffer(
             "center", torch.zeros(3) if center is None else torch.tensor(center)
         )
+        self._init_pattern_speed(pattern_speed)
+
+    def _init_pattern_speed(self, pattern_speed: float | str | None) -> None:
+        r"""The pattern speed as a tensor ``omega`` in the network's natural
+        units, :math:`\Omega_p s_x / s_\Phi^{1/2}`: a parameter when fitted,
+        so the optimiser sees a number of order one, else a buffer."""
+        fitted = isinstance(pattern_speed, str)
+        if fitted and pattern_speed != "fit":
+            raise ValueError(
+                f"pattern_speed must be a number, 'fit' or None, got {pattern_speed!r}"
+            )
+        if not fitted and pattern_speed is not None:
+            if not math.isfinite(float(pattern_speed)):
+                raise ValueError(f"pattern_speed must be finite, got {pattern_speed}")
+        self.config["pattern_speed"] = (
+            None if pattern_speed is None else "fit" if fitted else "fixed"
+        )
+        if pattern_speed is None:
+            return
+        natural = 0.0 if fitted else float(pattern_speed) * self._time_scale()
+        omega = torch.tensor(natural)
+        if fitted:
+            self.omega = nn.Parameter(omega)
+        else:
+            self.register_buffer("omega", omega)
+
+    def _time_scale(self) -> float:
+        r""":math:`s_x / s_\Phi^{1/2}`, the network's unit of time."""
+        return float(self.length_scale / self.phi_scale.sqrt())
+
+    @property
+    def pattern_speed(self) -> float | None:
+        r""":math:`\Omega_p` in the caller's units (velocity over length), or None.
+
+        A potential with a pattern speed rotates rigidly about the z axis
+        (counterclockwise seen from +z for :math:`\Omega_p > 0`): it is
+        static in the frame rotating at :math:`\Omega_p`, where the network
+        gives it.
+        """
+        if self.config.get("pattern_speed") is None:
+            return None
+        return float(self.omega.detach()) / self._time_scale()
+
+    def pattern_speed_tensor(self) -> torch.Tensor | None:
+        r""":math:`\Omega_p` in the caller's units as a tensor that keeps the
+        gradient of a fitted one, or None for a static potential."""
+        if self.config.get("pattern_speed") is None:
+            return None
+        return self.omega * self.phi_scale.sqrt() / self.length_scale
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         """The network's input features ``(N, 3 or 4)`` at positions ``(N, 3)``."""
@@ -253,7 +315,12 @@ class PotentialNet(nn.Module):
     @classmethod
     def from_state(cls, tensors: dict[str, torch.Tensor], config: dict) -> PotentialNet:
         """Rebuild a network from :meth:`to_state` output."""
-        net = cls(**config).to(tensors["phi_scale"].dtype)
+        config = dict(config)
+        # The value of a pattern speed is in the tensors; only its kind is
+        # in the config ("fit": a parameter, "fixed": a buffer).
+        kind = config.pop("pattern_speed", None)
+        net = cls(**config, pattern_speed=None if kind is None else _KINDS[kind])
+        net = net.to(tensors["phi_scale"].dtype)
         tensors = dict(tensors)
         # Model files written before networks had a centre are centred at 0.
         tensors.setdefault("center", net.center)

@@ -26,7 +26,7 @@ from typing import Any
 import astropy.units as u
 import numpy as np
 import torch
-from gala.units import UnitSystem, galactic
+from gala.units import DimensionlessUnitSystem, UnitSystem, galactic
 
 from . import io
 from .cbe import stationarity_residual
@@ -168,7 +168,9 @@ class FitResult:
             ``R0`` [length unit], or None);
             ``potential`` (``steps``, first and best ``val_loss``,
             ``restarts``, ``wall_s``, ``data_radius`` [length unit],
-            ``network``: the Φ network's architecture and inputs);
+            ``network``: the Φ network's architecture and inputs,
+            ``pattern_speed`` [1 / time unit]: :math:`\Omega_p`, given or
+            fitted, or None for a static potential);
             ``virial`` (the calibration's record, see
             :func:`~gala_deeppotential.virial.calibrate`; empty when it was
             turned off); ``survey`` (``stars_for_positions`` and
@@ -211,6 +213,7 @@ class FitResult:
                 "wall_s": self.potential_fit.wall_s,
                 "data_radius": self.potential_fit.data_radius,
                 "network": dict(self.potential_fit.net.config),
+                "pattern_speed": self.potential_fit.net.pattern_speed,
             },
             "virial": self.potential_fit.virial,
             "survey": self._survey(),
@@ -232,8 +235,17 @@ class FitResult:
             net64 = copy.deepcopy(self.potential_fit.net).double()
             with torch.no_grad():
                 _, grad_phi, lap = net64.grad_and_laplacian(x)
-        residual = stationarity_residual(v, grad_phi, grad_x, grad_v).abs()
-        terms = (grad_phi * grad_v).sum(1).abs() + (v * grad_x).sum(1).abs()
+        # With a pattern speed, the rotation term counts among the terms.
+        inertial = stationarity_residual(v, grad_phi, grad_x, grad_v)
+        rotating = stationarity_residual(
+            v, grad_phi, grad_x, grad_v, x=x, pattern_speed=net64.pattern_speed
+        )
+        terms = (
+            (grad_phi * grad_v).sum(1).abs()
+            + (v * grad_x).sum(1).abs()
+            + (rotating - inertial).abs()
+        )
+        residual = rotating.abs()
         relative = (residual / terms).numpy()
         summary = {
             "n_points": int(n_points),
@@ -321,6 +333,7 @@ def fit(
     virial: bool | VirialOptions | Mapping[str, Any] = True,
     selection: Any = None,
     errors: bool | None = None,
+    pattern_speed: Any = None,
     seed: int = 0,
     device: str | torch.device | None = "cpu",
     threads: int | None = None,
@@ -401,6 +414,17 @@ def fit(
         whenever the catalogue has error columns; ``False`` treats the
         measurements as exact; ``True`` insists, and refuses a catalogue
         without them.
+    pattern_speed : :class:`~astropy.units.Quantity` [frequency] or "fit", optional
+        For a system that is stationary in a frame rotating about the
+        Galactocentric z axis (a bar): its pattern speed :math:`\Omega_p`
+        (e.g. ``40 * u.km / u.s / u.kpc``; positive is counterclockwise seen
+        from the north Galactic pole, so the Milky Way's bar, which turns
+        with the disc, has a negative one in astropy's Galactocentric
+        frame), or ``"fit"`` to fit it together with :math:`\Phi` (see
+        :func:`~gala_deeppotential.fit_potential`). The potential then
+        carries it (:attr:`DeepPotential.pattern_speed
+        <gala_deeppotential.DeepPotential.pattern_speed>`), and the report
+        gives it. ``None`` (default): a static potential.
     seed : int
         Seed of both fits; with the same ``threads`` on the CPU a fit is
         reproducible bit for bit.
@@ -482,7 +506,8 @@ def fit(
     bound = _bind_selection(selection, data, exact=noisy is None)
     if data.has_rv is not None and df_options.factorization == "joint":
         df_options = dataclasses.replace(df_options, factorization="conditional")
-    stages = _stages(df_options, potential_options, seed, bound, noisy)
+    omega = _plain_pattern_speed(pattern_speed, units)
+    stages = _stages(df_options, potential_options, seed, bound, noisy, omega)
     truncated = bound is not None and df_options.truncated
     run = {"seed": seed, "threads": threads, "progress": progress}
     folder = None if checkpoint_dir is None else Path(checkpoint_dir)
@@ -498,6 +523,7 @@ def fit(
             stages,
             bound,
             noisy,
+            omega,
         )
     else:
         if folder is not None:
@@ -512,7 +538,7 @@ def fit(
             **run,
         )
         potential_fit = _potential_stage(
-            df, potential_options, folder, device, run, bound, truncated
+            df, potential_options, folder, device, run, bound, truncated, omega
         )
     if virial_options is not None:
         potential_fit = _calibrated(potential_fit, data, virial_options, bound, threads)
@@ -573,6 +599,7 @@ def _stages(
     seed: int,
     bound: BoundSelection | None,
     noisy: NoisyAstrometry | None,
+    pattern_speed: float | str | None = None,
 ) -> dict[str, Any]:
     """The JSON-able settings of the two fits, as the checkpoints record them."""
     stages = {
@@ -580,11 +607,33 @@ def _stages(
         "potential_options": options_dict(potential_options),
         "seed": seed,
     }
+    if pattern_speed is not None:
+        stages["pattern_speed"] = pattern_speed
     if bound is not None:
         stages["selection"] = bound.describe()
     if noisy is not None:
         stages["deconvolution"] = {"astrometry_sha256": noisy.sha256}
     return stages
+
+
+def _plain_pattern_speed(pattern_speed: Any, units: UnitSystem) -> float | str | None:
+    """A pattern speed as a number in ``units`` (or ``"fit"``, or None)."""
+    if pattern_speed is None or isinstance(pattern_speed, str):
+        return pattern_speed
+    if not isinstance(pattern_speed, u.Quantity):
+        if not isinstance(units, DimensionlessUnitSystem):
+            raise ValueError(
+                "pattern_speed must be a Quantity with units of frequency, e.g. "
+                f"40 * u.km / u.s / u.kpc, or 'fit'; got {pattern_speed!r}"
+            )
+        return float(pattern_speed)
+    try:
+        return float(pattern_speed.to_value(1 / units["time"]))
+    except u.UnitConversionError:
+        raise ValueError(
+            "pattern_speed must have units of frequency (e.g. km / s / kpc), "
+            f"got {pattern_speed.unit}"
+        ) from None
 
 
 def _bind_selection(
@@ -658,6 +707,7 @@ def _potential_stage(
     run: dict[str, Any],
     bound: BoundSelection | None,
     truncated: bool,
+    pattern_speed: float | str | None,
 ) -> PotentialFit:
     """The Φ fit, read from the checkpoint folder or fitted and stored there."""
     path = None if folder is None else folder / _POTENTIAL_FILE
@@ -669,6 +719,7 @@ def _potential_stage(
         device=device,
         selection=bound,
         intrinsic_df=truncated,
+        pattern_speed=pattern_speed,
         **run,
     )
     if path is not None:
@@ -687,6 +738,7 @@ def _fit_distributed(
     stages: dict[str, Any],
     bound: BoundSelection | None,
     noisy: NoisyAstrometry | None,
+    pattern_speed: float | str | None,
 ) -> tuple[FlowEnsemble, PotentialFit]:
     """Both fits over torchrun's ranks: the flows shared out, Φ on rank 0."""
     from . import distributed as multi
@@ -712,7 +764,14 @@ def _fit_distributed(
         potential_fit = None
         if root:
             potential_fit = _potential_stage(
-                df, potential_options, folder, rank_device, run, bound, truncated
+                df,
+                potential_options,
+                folder,
+                rank_device,
+                run,
+                bound,
+                truncated,
+                pattern_speed,
             )
         return df, multi.broadcast_potential_fit(potential_fit)
 

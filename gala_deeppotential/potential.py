@@ -293,7 +293,8 @@ class PotentialFit:
         How the additive constant was fixed (see :func:`fix_gauge`).
     history : dict of str to list
         ``step``, ``train_loss``, ``val_loss``, ``grad_phi`` (median scaled
-        :math:`|\nabla\Phi|` on the validation points) and ``restarts``.
+        :math:`|\nabla\Phi|` on the validation points), ``restarts`` and,
+        when it is fitted, ``pattern_speed`` (the caller's units).
     config : dict
         The settings of the fit (:class:`PotentialOptions` and the seed),
         JSON-able.
@@ -353,6 +354,7 @@ def fit_potential(
     progress: bool = True,
     selection: Selection | None = None,
     intrinsic_df: bool = False,
+    pattern_speed: float | str | None = None,
     **overrides: Any,
 ) -> PotentialFit:
     r"""Fit :math:`\Phi_\theta` so that the DF is stationary, with non-negative density.
@@ -399,6 +401,16 @@ def fit_potential(
         observed :math:`f S` (flows trained on the truncated likelihood, see
         :mod:`gala_deeppotential.truncation`): then :math:`\nabla \ln S` is
         not subtracted.
+    pattern_speed : float or "fit", optional
+        For a DF that is stationary in a frame rotating about the z axis (a
+        bar, spiral arms): its pattern speed :math:`\Omega_p`, in the units
+        of ``v / x`` (positive is counterclockwise seen from +z), or
+        ``"fit"`` to fit it together with :math:`\Phi` (from 0). The
+        stationarity residual then has the rotation term (see
+        :func:`~gala_deeppotential.cbe.stationarity_residual`), the
+        network holds :math:`\Omega_p` (``fit.net.pattern_speed``) and
+        :math:`\Phi` is that of the rotating frame, at the instant the
+        frames coincide. ``None`` (default): a static potential.
     **overrides
         Fields of :class:`PotentialOptions` (``n_steps=500``, ...).
 
@@ -430,6 +442,7 @@ def fit_potential(
         if options.n_steps is None:
             options = dataclasses.replace(options, n_steps=_default_steps(points))
         net_kwargs = _network_settings(points, options)
+        net_kwargs["pattern_speed"] = _pattern_speed(pattern_speed)
         history: dict[str, list] = {"restarts": []}
         net = _fit_with_restarts(
             points, net_kwargs, options, history, seed, device, progress
@@ -444,7 +457,11 @@ def fit_potential(
         data_radius=float(np.quantile(radii, 0.99)),
         gauge=gauge_info,
         history=history,
-        config={**options_dict(options), "seed": seed},
+        config={
+            **options_dict(options),
+            "seed": seed,
+            "pattern_speed": net_kwargs["pattern_speed"],
+        },
         wall_s=time.perf_counter() - start,
     )
 
@@ -510,6 +527,27 @@ def _training_points(df, options: PotentialOptions, seed: int | None) -> DFGradi
     return DFGradients.from_df(
         df, options.n_samples, seed=seed, residual=options.residual
     )
+
+
+def _pattern_speed(pattern_speed: Any) -> float | str | None:
+    """A pattern speed as a plain float, ``"fit"`` or None, or a clear error."""
+    if pattern_speed is None or (
+        isinstance(pattern_speed, str) and pattern_speed == "fit"
+    ):
+        return pattern_speed
+    message = (
+        "pattern_speed must be a plain number in the units of v / x, 'fit' or "
+        f"None, got {pattern_speed!r} (fit() takes a Quantity)"
+    )
+    if isinstance(pattern_speed, str) or hasattr(pattern_speed, "unit"):
+        raise ValueError(message)
+    try:
+        value = float(pattern_speed)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if not math.isfinite(value):
+        raise ValueError(f"pattern_speed must be finite, got {value}")
+    return value
 
 
 def _default_steps(points: DFGradients) -> int:
@@ -702,7 +740,11 @@ class _Run:
         n_steps, every = self.options.n_steps, self.options.eval_every
         plateau = _constant_potential_loss(val, self.net)
         best, best_state = math.inf, None
-        for key in ("step", "train_loss", "val_loss", "grad_phi"):
+        keys = ["step", "train_loss", "val_loss", "grad_phi"]
+        fitted_omega = self.net.config["pattern_speed"] == "fit"
+        if fitted_omega:
+            keys.append("pattern_speed")
+        for key in keys:
             history[key] = []
         batch_size = min(self.options.batch_size, len(train))
         steps = progress_bar(
@@ -731,6 +773,8 @@ class _Run:
             history["train_loss"].append(float(running) / ((step % every) + 1))
             history["val_loss"].append(val_loss)
             history["grad_phi"].append(force)
+            if fitted_omega:
+                history["pattern_speed"].append(self.judged.pattern_speed)
             running.zero_()
             if progress:
                 steps.set_postfix(val_loss=f"{val_loss:.4f}")
@@ -755,7 +799,9 @@ def _batch_loss(net: PotentialNet, batch: torch.Tensor, weight: float):
     _, grad_phi, lap = net.grad_and_laplacian(x)
     length = net.length_scale
     speed = net.phi_scale.sqrt()
-    residual = stationarity_residual(v, grad_phi, grad_x, grad_v) * (length / speed)
+    residual = stationarity_residual(
+        v, grad_phi, grad_x, grad_v, x=x, pattern_speed=net.pattern_speed_tensor()
+    ) * (length / speed)
     loss = cbe_loss(residual, lap * length**2 / net.phi_scale, weight)
     force = grad_phi.norm(dim=1).median() * length / net.phi_scale
     return loss, force

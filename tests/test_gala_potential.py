@@ -587,6 +587,52 @@ def test_rotating_frame():
     assert np.abs(jacobi - jacobi[0]).max() < 1e-8 * np.abs(jacobi[0])
 
 
+def test_a_rotating_potential_integrates_in_its_own_frame(tmp_path):
+    # A network with a pattern speed of 0.04 /Myr in its own units (length
+    # 5 kpc, potential 0.05 kpc²/Myr²): 0.04 * sqrt(0.05) / 5 /Myr.
+    torch.manual_seed(3)
+    net = PotentialNet(
+        n_hidden=32, n_layers=3, length_scale=5.0, phi_scale=0.05, pattern_speed=0.04
+    )
+    pot = DeepPotential(net, units=galactic, net_length=2 * u.kpc)
+    expected = 0.04 / 2.0 * (u.kpc / u.Myr / u.kpc)
+    assert pot.pattern_speed.unit == u.km / u.s / u.kpc
+    assert pot.pattern_speed.to_value(1 / u.Myr) == pytest.approx(
+        expected.to_value(1 / u.Myr), rel=1e-6
+    )
+    frame = pot.rotating_frame()
+    np.testing.assert_allclose(
+        frame.parameters["Omega"].to_value(1 / u.Myr), [0, 0, 0.02], rtol=1e-6
+    )
+    # With R, the axis is the network's z axis in the outer coordinates.
+    turned = DeepPotential(
+        net, units=galactic, R=np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]])
+    )
+    np.testing.assert_allclose(
+        turned.rotating_frame().parameters["Omega"].to_value(1 / u.Myr),
+        [0, -0.04, 0],
+        atol=1e-12,
+    )
+    # The pattern speed survives a model file and gala's YAML.
+    pot.save(tmp_path / "bar.yml")
+    back = gp.load(tmp_path / "bar.yml", module=gala_deeppotential)
+    assert back.pattern_speed == pot.pattern_speed
+    ham = gp.Hamiltonian(pot, frame=frame)
+    w0 = gd.PhaseSpacePosition(
+        pos=[2.0, 0.5, 0.2] * u.kpc, vel=[0, 60, 10] * u.km / u.s
+    )
+    orbit = ham.integrate_orbit(
+        w0, dt=0.5, n_steps=400, Integrator=gi.DOPRI853Integrator
+    )
+    jacobi = orbit.energy().value
+    assert np.abs(jacobi - jacobi[0]).max() < 1e-8 * np.abs(jacobi[0])
+    with pytest.raises(ValueError, match="no pattern speed"):
+        DeepPotential(_random_net(2), units=galactic).rotating_frame()
+    with pytest.raises(ValueError, match="origin"):
+        DeepPotential(net, units=galactic, origin=[1, 0, 0] * u.kpc).rotating_frame()
+    assert DeepPotential(_random_net(2), units=galactic).pattern_speed is None
+
+
 def test_asphericity_warning_for_an_aspherical_network():
     pot = DeepPotential(_random_net(19), units=galactic, data_radius=15 * u.kpc)
     assert pot.asphericity() > 0.05

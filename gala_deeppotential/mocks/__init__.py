@@ -3,7 +3,8 @@
 One module per family: the Plummer sphere (:mod:`.plummer`), isotropic tracers
 of any spherical potential by Eddington inversion (:mod:`.eddington`), and
 axisymmetric discs and rotating populations with DFs f(E, L_z) (:mod:`.disc`,
-:mod:`.rotating`), and Gaia-like catalogues of any of them seen from the Sun
+:mod:`.rotating`), a rotating bar with a DF of the Jacobi integral
+(:mod:`.bar`), and Gaia-like catalogues of any of them seen from the Sun
 (:mod:`.gaia`).
 Every truth has the analytic gradient of ln f, so a potential fitted on exact
 gradients measures the method's floor, and an exact sampler, so a fitted
@@ -11,6 +12,7 @@ potential can be scored at fresh stars of the same DF.
 """
 
 from .axisymmetric import AxisymmetricDF, disc_galaxy_potential, milky_way_potential
+from .bar import BarDF, barred_galaxy_potential
 from .disc import ShuDiscDF
 from .eddington import EddingtonDF, TracerDensity, eddington_sample
 from .gaia import GaiaErrorModel, mock_gaia_catalogue
@@ -19,12 +21,14 @@ from .rotating import RotatingPolytropeDF
 
 __all__ = [
     "AxisymmetricDF",
+    "BarDF",
     "EddingtonDF",
     "GaiaErrorModel",
     "PlummerTruth",
     "RotatingPolytropeDF",
     "ShuDiscDF",
     "TracerDensity",
+    "barred_galaxy_potential",
     "disc_galaxy_potential",
     "eddington_sample",
     "milky_way_potential",
