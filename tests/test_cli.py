@@ -156,6 +156,30 @@ def test_fit_with_a_stated_window_or_none(catalogue, tmp_path, capsys):
     assert record["report"]["virial"]["center"] == [0.5, 0.0, 0.0]
 
 
+def test_fit_with_a_pattern_speed(catalogue, tmp_path, capsys):
+    argv = ["fit", str(catalogue), "--no-plot", *FRAME_ARGS, "--no-virial"]
+    quiet = [a for a in TINY_ARGS if a != "--quiet"]
+    out = tmp_path / "bar.yml"
+    assert main([*argv, "-o", str(out), "--pattern-speed", "-30", *quiet]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        "the potential rotates about z at a pattern speed given as -30 km/s/kpc"
+        in lines
+    )
+    record = json.loads(out.with_suffix(".json").read_text())
+    per_myr = (-30 * u.km / u.s / u.kpc).to_value(1 / u.Myr)
+    assert record["config"]["pattern_speed"] == pytest.approx(per_myr)
+    assert record["report"]["potential"]["pattern_speed"] == pytest.approx(per_myr)
+    pot = gp.load(out)
+    assert pot.pattern_speed.to_value(u.km / u.s / u.kpc) == pytest.approx(-30)
+    fitted = tmp_path / "fitted.yml"
+    assert main([*argv, "-o", str(fitted), "--pattern-speed", "fit", *quiet]) == 0
+    assert "pattern speed fitted as" in capsys.readouterr().out
+    record = json.loads(fitted.with_suffix(".json").read_text())
+    assert record["config"]["pattern_speed"] == "fit"
+    assert np.isfinite(record["report"]["potential"]["pattern_speed"])
+
+
 def test_resume_of_a_finished_fit_reads_the_checkpoint(model, catalogue, monkeypatch):
     assert (model.parent / "model.checkpoint" / "manifest.json").is_file()
     before = _energies(gp.load(model))
@@ -231,6 +255,10 @@ def test_compare_prints_the_numbers_of_compare_potentials(model, tmp_path, capsy
             ["fit", "{catalogue}", "-o", "{out}/m.yml", "--checkpoint-dir", "{ckpt}"],
             "different fit",
         ),
+        (
+            ["fit", "{catalogue}", "-o", "{out}/m.yml", "--pattern-speed", "fast"],
+            "number in km/s/kpc or 'fit'",
+        ),
         (["compare", "{out}/none.yml", "--m", "1", "--b", "1"], "no model at"),
         (["compare", "{model}"], "give the Plummer sphere's --m"),
         (["compare", "{model}", "--units", "dimensionless"], "same kind"),
@@ -295,6 +323,7 @@ def test_help_documents_every_option(capsys):
             "--df-time-limit",
             "--phi-steps",
             "--phi-points",
+            "--pattern-speed",
             "--seed",
             "--device",
             "--threads",

@@ -188,6 +188,11 @@ def test_bad_input_is_refused_before_training():
         fit(icrs_catalogue(200, seed=2), virial={"centre": [0, 0, 0]})
     with pytest.raises(CatalogueError, match="fewer than min_stars=1000"):
         fit(icrs_catalogue(200, seed=2))
+    stars = icrs_catalogue(1000, seed=2)
+    with pytest.raises(ValueError, match="units of frequency"):
+        fit(stars, pattern_speed=40 * u.km / u.s)
+    with pytest.raises(ValueError, match="a Quantity with units of frequency"):
+        fit(stars, pattern_speed=0.04)
     no_velocity = SkyCoord(
         ra=[1, 2] * u.deg, dec=[3, 4] * u.deg, distance=[1, 2] * u.kpc
     )
