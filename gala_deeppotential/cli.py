@@ -172,10 +172,21 @@ def _run_fit(args: argparse.Namespace) -> None:
         return  # every rank holds the result; rank 0 writes it
     plot = None if args.no_plot else paths["yaml"].with_suffix(".png")
     report = result.report(threads=args.threads, plot=plot)
+    regions = result.stationarity(
+        catalogue,
+        columns=options["columns"],
+        drop_invalid=options["drop_invalid"],
+        threads=args.threads,
+    )
+    report["stationarity"]["regions"] = regions.summary()
+    if plot is not None:
+        plot_map = plot.with_name(plot.stem + "_stationarity.png")
+        regions.plot().savefig(plot_map, dpi=100)
     result.save(paths["yaml"], report=report)
     if not args.quiet:
         print(_fit_summary(report, time.perf_counter() - start))
-        written = [str(p) for p in paths.values()] + ([str(plot)] if plot else [])
+        written = [str(p) for p in paths.values()]
+        written += [str(plot), str(plot_map)] if plot else []
         print("wrote " + ", ".join(written))
 
 
@@ -215,6 +226,8 @@ def _fit_summary(report: dict[str, Any], seconds: float) -> str:
             f"{'fitted' if kind == 'fit' else 'given'} as {_km_s_kpc(omega, report)}"
         )
     lines += [f"warning: {text}" for text in report["warnings"]]
+    if "regions" in report["stationarity"]:
+        lines.append(_stationarity_line(report["stationarity"]["regions"]))
     lines.append(_survey_line(report["survey"]))
     return "\n".join(lines)
 
@@ -230,6 +243,28 @@ def _km_s_kpc(omega: float, report: dict[str, Any]) -> str:
 
     time = units_from_json(units)["time"]
     return f"{(omega / time).to_value(u.km / u.s / u.kpc):.4g} km/s/kpc"
+
+
+def _stationarity_line(summary: dict[str, Any]) -> str:
+    """Where the stars depart from stationarity in the fitted potential, if anywhere."""
+    found = summary["Rz"]["significant"] + summary["xy"]["significant"]
+    level = f"{summary['threshold']:g} sigma"
+    if not found:
+        largest = ", ".join(
+            f"{summary[plane]['max_abs_z']:.1f} in ({name})"
+            for plane, name in (("Rz", "R, z"), ("xy", "x, y"))
+            if summary[plane]["max_abs_z"] is not None
+        )
+        return (
+            f"stationarity: no region of the {summary['n_stars']} stars departs "
+            f"at {level} (largest |z|: {largest})"
+        )
+    named = "; ".join(f"{r['region']} (z = {r['z']:+.1f})" for r in found[:4])
+    more = f" and {len(found) - 4} more" if len(found) > 4 else ""
+    return (
+        f"stationarity: {len(found)} regions depart from stationarity at {level}: "
+        f"{named}{more}; the method assumes a stationary DF there"
+    )
 
 
 def _survey_line(survey: dict[str, Any]) -> str:
@@ -356,8 +391,9 @@ def _add_fit_parser(sub) -> None:
         description="Fit the flow ensemble and the potential to a catalogue of "
         "stars with 6D phase-space coordinates, and write the potential as "
         "MODEL (gala YAML), MODEL.pt (the network), MODEL.json (the "
-        "Galactocentric frame, units, settings and a report of the fit) and "
-        "MODEL.png (training curves). Load it with gala.potential.load(MODEL) "
+        "Galactocentric frame, units, settings and a report of the fit), "
+        "MODEL.png (training curves) and MODEL_stationarity.png (where the stars "
+        "depart from stationarity in it). Load it with gala.potential.load(MODEL) "
         "after import gala_deeppotential.",
     )
     parser.add_argument(

@@ -96,6 +96,8 @@ def _energies(pot) -> np.ndarray:
 def test_fit_writes_a_model_equal_to_the_python_api(model, catalogue):
     assert model.with_suffix(".pt").is_file()
     assert model.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    stationarity = model.with_name(model.stem + "_stationarity.png")
+    assert stationarity.read_bytes()[:4] == b"\x89PNG"
     from_yaml = gp.load(model)
     from_model_file = DeepPotential.from_file(model.with_suffix(".pt"))
     with warnings.catch_warnings():
@@ -118,6 +120,9 @@ def test_fit_records_frame_units_settings_and_report(model):
     assert report["df"]["epochs"] == 2
     assert 0 <= report["stationarity"]["median_relative_residual"] <= 1
     assert 0 <= report["negative_density_fraction"] <= 1
+    regions = report["stationarity"]["regions"]
+    assert regions["n_stars"] == 1500 and regions["units"]["length"] == "kpc"
+    assert set(regions) >= {"Rz", "xy", "threshold", "median_abs_relative"}
 
 
 def test_fit_prints_its_summary_and_warnings(catalogue, tmp_path, capsys):
@@ -136,6 +141,8 @@ def test_fit_prints_its_summary_and_warnings(catalogue, tmp_path, capsys):
     assert lines[1 : 1 + len(report["warnings"])] == [
         f"warning: {line}" for line in report["warnings"]
     ]
+    assert lines[-2].startswith("survey: ")
+    assert lines[-3].startswith("stationarity: ")
     assert lines[-1].startswith("wrote ")
 
 

@@ -38,6 +38,7 @@ LAYERS = {
     "selection": 3,
     "deconvolution": 3,
     "training": 3,
+    "phi_training": 2,
     "potential": 3,
     "virial": 4,
     "gala_potential": 4,
@@ -46,10 +47,12 @@ LAYERS = {
     "mocks": 5,
     "compare": 5,
     "meridional": 6,
-    "pipeline": 6,
-    "demo": 7,
-    "local": 7,
-    "cli": 8,
+    "stationarity": 5,
+    "result": 6,
+    "pipeline": 7,
+    "demo": 8,
+    "local": 8,
+    "cli": 9,
 }
 MAX_MODULE_LINES = 800
 MAX_FUNCTION_LINES = 80
