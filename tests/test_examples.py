@@ -155,3 +155,12 @@ def test_gaia_like_local_example(tmp_path):
     assert np.isfinite(summary["against_truth"]["rho_local_rel_err"])
     for name in ("local.png", "gaia_like.ecsv", "potential.pt"):
         assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_stationarity_example_in_quick_mode(tmp_path):
+    example = _load("stationarity_check")
+    summary = example.main(["--quick", "--threads", "1", "--out", str(tmp_path)])
+    assert summary["n_stars"] == 8192 and summary["kick_km_s"] == 30.0
+    assert summary["units"] == {"length": "kpc", "time": "Myr"}
+    assert {"Rz", "xy", "median_abs_relative"} <= set(summary)
+    assert (tmp_path / "stationarity.png").stat().st_size > 10_000
