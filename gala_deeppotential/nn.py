@@ -201,6 +201,17 @@ class PotentialNet(nn.Module):
             return None
         return float(self.omega.detach()) / self._time_scale()
 
+    def scale_forces(self, factor: float) -> None:
+        r"""Multiply :math:`\Phi - \Phi_0` and the forces by ``factor``, in place.
+
+        The pattern speed, held in units that follow :math:`s_\Phi`, keeps
+        its value in the caller's units.
+        """
+        with torch.no_grad():
+            self.phi_scale.mul_(factor)
+            if self.config.get("pattern_speed") is not None:
+                self.omega.div_(math.sqrt(factor))
+
     def pattern_speed_tensor(self) -> torch.Tensor | None:
         r""":math:`\Omega_p` in the caller's units as a tensor that keeps the
         gradient of a fitted one, or None for a static potential."""

@@ -310,8 +310,7 @@ def calibrate(
         )
         return dataclasses.replace(fit, virial=record)
     net = copy.deepcopy(fit.net)
-    with torch.no_grad():
-        net.phi_scale.mul_(record["scale"])
+    net.scale_forces(record["scale"])
     gauge = fix_gauge(net, fit.gauge["gauge"], fit.gauge.get("r_edge", 0.0))
     record["applied"] = True
     if abs(record["scale"] - 1) > CONVERGED_SCALE:

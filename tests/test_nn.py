@@ -123,3 +123,26 @@ def test_model_files_without_the_radial_key_load_as_before():
     assert old.config["radial"] is False and old.hidden[0].in_features == 3
     x = torch.randn(10, 3, dtype=torch.float64)
     assert torch.equal(net(x), old(x))
+
+
+def test_pattern_speed_is_kept_in_caller_units():
+    net = PotentialNet(
+        n_hidden=8, n_layers=2, length_scale=2.0, phi_scale=4.0, pattern_speed=0.5
+    )
+    assert net.pattern_speed == pytest.approx(0.5)
+    # Held in the network's units, sqrt(s_Phi) / s_x = 1 per caller unit here.
+    assert float(net.omega) == pytest.approx(0.5)
+    x = torch.randn(16, 3, dtype=torch.float32)
+    before = net.value_and_grad(x)[1]
+    net.scale_forces(1.21)
+    torch.testing.assert_close(net.value_and_grad(x)[1], 1.21 * before)
+    assert net.pattern_speed == pytest.approx(0.5)
+    back = PotentialNet.from_state(*net.to_state())
+    assert back.pattern_speed == pytest.approx(0.5)
+    assert back.config["pattern_speed"] == "fixed"
+    fitted = PotentialNet(n_hidden=8, n_layers=2, pattern_speed="fit")
+    assert any(p is fitted.omega for p in fitted.parameters())
+    assert PotentialNet.from_state(*fitted.to_state()).config["pattern_speed"] == "fit"
+    assert PotentialNet(n_hidden=8, n_layers=2).pattern_speed is None
+    with pytest.raises(ValueError, match="pattern_speed must be"):
+        PotentialNet(pattern_speed="slow")
