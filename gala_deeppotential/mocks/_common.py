@@ -7,6 +7,8 @@ import numpy as np
 from gala.dynamics import PhaseSpacePosition
 from gala.units import DimensionlessUnitSystem, UnitSystem
 
+from ..directions import random_directions
+
 
 def _sample_size(n) -> int:
     if int(n) != n or n < 1:
@@ -45,3 +47,12 @@ def _positive(value, name: str, physical_type: str, units: UnitSystem) -> float:
     if not np.isfinite(out) or out <= 0:
         raise ValueError(f"{name} must be positive and finite, got {value}")
     return out
+
+
+def _polytrope_velocities(
+    room: np.ndarray, index: float, rng: np.random.Generator
+) -> np.ndarray:
+    r"""Isotropic velocities (N, 3) of a DF :math:`(\Psi - v^2/2)^n` at points
+    where :math:`\Psi` is ``room``: :math:`s = v^2 / 2\Psi` is Beta(3/2, n + 1)."""
+    s = rng.beta(1.5, index + 1.0, len(room))
+    return np.sqrt(2 * room * s)[:, None] * random_directions(len(room), rng)

@@ -33,9 +33,13 @@ from gala.potential import (
 )
 from gala.units import DimensionlessUnitSystem, UnitSystem, galactic
 
-from ..directions import random_directions
 from ..phasespace import strip_units
-from ._common import _phase_space_position, _positive, _sample_size
+from ._common import (
+    _phase_space_position,
+    _polytrope_velocities,
+    _positive,
+    _sample_size,
+)
 from .axisymmetric import _as_points
 
 # Grids on which the Lagrange points' Jacobi energy is found: radii out to
@@ -300,8 +304,7 @@ class BarDF:
         rng = np.random.default_rng(seed)
         x = self._sample_positions(n, rng)
         room = self.energy_max - self._phi_eff(x)
-        s = rng.beta(1.5, self.index + 1.0, n)
-        w = np.sqrt(2 * room * s)[:, None] * random_directions(n, rng)
+        w = _polytrope_velocities(room, self.index, rng)
         turn = self.pattern_speed * np.column_stack([-x[:, 1], x[:, 0], np.zeros(n)])
         return x, w + turn
 

@@ -9,7 +9,7 @@ import numpy as np
 from gala.potential import PotentialBase
 
 from ..directions import random_directions
-from ._common import _sample_size
+from ._common import _polytrope_velocities, _sample_size
 from .axisymmetric import AxisymmetricDF
 
 # Shells of the position sampler's envelope, log-spaced from this fraction of
@@ -136,8 +136,7 @@ class RotatingPolytropeDF(AxisymmetricDF):
         rng = np.random.default_rng(seed)
         x = self._sample_positions(n, rng)
         room = self.energy_max - self._phi(x)
-        s = rng.beta(1.5, self.index + 1.0, n)
-        v = np.sqrt(2 * room * s)[:, None] * random_directions(n, rng)
+        v = _polytrope_velocities(room, self.index, rng)
         R = np.hypot(x[:, 0], x[:, 1])
         lz = x[:, 0] * v[:, 1] - x[:, 1] * v[:, 0]
         flip = rng.random(n) > 0.5 * (
