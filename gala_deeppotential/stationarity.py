@@ -230,6 +230,11 @@ class StationarityMap:
                 vmin=-limit,
                 vmax=limit,
             )
+            # The outer bins reach the farthest stars; show the bulk of them.
+            for coordinate, set_lim in zip(
+                self.coordinates(plane), (ax.set_xlim, ax.set_ylim), strict=True
+            ):
+                set_lim(*np.quantile(coordinate, [0.005, 0.995]))
             names = _PLANES[plane]
             ax.set_xlabel(names[0] + (f" [{unit}]" if unit else ""))
             ax.set_ylabel(names[1] + (f" [{unit}]" if unit else ""))
