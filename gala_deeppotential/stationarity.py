@@ -195,8 +195,8 @@ class StationarityMap:
         return sorted(found, key=lambda region: -abs(region["z"]))
 
     def summary(self, threshold: float = SIGNIFICANCE) -> dict[str, Any]:
-        """JSON-able: stars, units, the median |relative| residual and, per
-        plane, the largest |z| and the significant regions."""
+        """JSON-able: stars, units, the median absolute relative residual and,
+        per plane, the largest absolute z and the significant regions."""
         out: dict[str, Any] = {
             "n_stars": len(self.rate),
             "n_flows": int(self.member_rate.shape[0]),
