@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--df-options", default="{}", help="JSON DFOptions fields")
     parser.add_argument("--save", default=None, help="YAML of the flow's potential")
+    parser.add_argument("--save-df", default=None, help="model file of the flows")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
     if args.threads:
@@ -155,6 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
             }
             if args.save:
                 fitted.potential.save(args.save)
+            if args.save_df:
+                fitted.df.save(args.save_df)
     result["setup"] = {
         "n_stars": args.n_stars,
         "seed": args.seed,
