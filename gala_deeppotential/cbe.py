@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["cbe_loss", "laplacian", "stationarity_residual"]
+__all__ = ["cbe_loss", "laplacian", "stationarity_residual", "stationarity_terms"]
 
 from collections.abc import Callable
 
@@ -70,9 +70,40 @@ def stationarity_residual(
     residual : :class:`torch.Tensor`, shape ``(N,)``
         Zero everywhere for a stationary DF in the true potential.
     """
-    residual = (grad_phi * grad_v).sum(-1) - (v * grad_x).sum(-1)
+    return sum(_terms(v, grad_phi, grad_x, grad_v, x, pattern_speed))
+
+
+def stationarity_terms(
+    v: torch.Tensor,
+    grad_phi: torch.Tensor,
+    grad_x: torch.Tensor,
+    grad_v: torch.Tensor,
+    *,
+    x: torch.Tensor | None = None,
+    pattern_speed: float | torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The residual of :func:`stationarity_residual` and the size of its terms.
+
+    The size is :math:`|\nabla\Phi\cdot\nabla_v f| + |\vec v\cdot\nabla_x f|`,
+    plus the size of the rotation term with a ``pattern_speed``: the
+    residual over it lies in [-1, 1], 0 where the DF is stationary and
+    :math:`\pm 1` where one term dominates. Arguments as for
+    :func:`stationarity_residual`.
+
+    Returns
+    -------
+    residual, size : :class:`torch.Tensor`, shape ``(N,)``
+    """
+    terms = _terms(v, grad_phi, grad_x, grad_v, x, pattern_speed)
+    return sum(terms), sum(term.abs() for term in terms)
+
+
+def _terms(v, grad_phi, grad_x, grad_v, x, pattern_speed) -> list[torch.Tensor]:
+    """The terms of the residual: the force term, the streaming term and,
+    with a pattern speed, the rotation term."""
+    terms = [(grad_phi * grad_v).sum(-1), -(v * grad_x).sum(-1)]
     if pattern_speed is None:
-        return residual
+        return terms
     if x is None:
         raise ValueError("a pattern_speed needs the positions x")
     turn = (
@@ -81,7 +112,7 @@ def stationarity_residual(
         + v[:, 0] * grad_v[:, 1]
         - v[:, 1] * grad_v[:, 0]
     )
-    return residual + pattern_speed * turn
+    return [*terms, pattern_speed * turn]
 
 
 def laplacian(

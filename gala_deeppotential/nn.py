@@ -2,11 +2,12 @@ r"""The potential network :math:`\Phi_\theta(x)`: a smooth MLP with fast derivat
 
 from __future__ import annotations
 
-__all__ = ["ACTIVATIONS", "RADIAL_SOFTENING", "PotentialNet"]
+__all__ = ["ACTIVATIONS", "RADIAL_SOFTENING", "PotentialNet", "check_pattern_speed"]
 
 import itertools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,6 +22,27 @@ RADIAL_SOFTENING = 1e-3
 # What a saved network's kind of pattern speed rebuilds; a fixed one's value
 # is then loaded from its tensors.
 _KINDS = {"fit": "fit", "fixed": 0.0}
+
+
+def check_pattern_speed(pattern_speed: Any) -> float | str | None:
+    """A pattern speed as a plain float, ``"fit"`` or None, or a clear error."""
+    if pattern_speed is None or (
+        isinstance(pattern_speed, str) and pattern_speed == "fit"
+    ):
+        return pattern_speed
+    message = (
+        "pattern_speed must be a plain number in the units of v / x, 'fit' or "
+        f"None, got {pattern_speed!r} (fit() takes a Quantity)"
+    )
+    if isinstance(pattern_speed, str) or hasattr(pattern_speed, "unit"):
+        raise ValueError(message)
+    try:
+        value = float(pattern_speed)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if not math.isfinite(value):
+        raise ValueError(f"pattern_speed must be finite, got {value}")
+    return value
 
 
 def _silu(z: torch.Tensor, order: int):
@@ -164,29 +186,20 @@ class PotentialNet(nn.Module):
         r"""The pattern speed as a tensor ``omega`` in the network's natural
         units, :math:`\Omega_p s_x / s_\Phi^{1/2}`: a parameter when fitted,
         so the optimiser sees a number of order one, else a buffer."""
-        fitted = isinstance(pattern_speed, str)
-        if fitted and pattern_speed != "fit":
-            raise ValueError(
-                f"pattern_speed must be a number, 'fit' or None, got {pattern_speed!r}"
-            )
-        if not fitted and pattern_speed is not None:
-            if not math.isfinite(float(pattern_speed)):
-                raise ValueError(f"pattern_speed must be finite, got {pattern_speed}")
+        pattern_speed = check_pattern_speed(pattern_speed)
+        fitted = pattern_speed == "fit"
         self.config["pattern_speed"] = (
             None if pattern_speed is None else "fit" if fitted else "fixed"
         )
         if pattern_speed is None:
             return
-        natural = 0.0 if fitted else float(pattern_speed) * self._time_scale()
-        omega = torch.tensor(natural)
+        # Ω_p s_x / s_Φ^(1/2): the pattern speed in the network's unit of time.
+        time = float(self.length_scale / self.phi_scale.sqrt())
+        omega = torch.tensor(0.0 if fitted else pattern_speed * time)
         if fitted:
             self.omega = nn.Parameter(omega)
         else:
             self.register_buffer("omega", omega)
-
-    def _time_scale(self) -> float:
-        r""":math:`s_x / s_\Phi^{1/2}`, the network's unit of time."""
-        return float(self.length_scale / self.phi_scale.sqrt())
 
     @property
     def pattern_speed(self) -> float | None:
@@ -197,9 +210,8 @@ class PotentialNet(nn.Module):
         static in the frame rotating at :math:`\Omega_p`, where the network
         gives it.
         """
-        if self.config.get("pattern_speed") is None:
-            return None
-        return float(self.omega.detach()) / self._time_scale()
+        omega = self.pattern_speed_tensor()
+        return None if omega is None else float(omega.detach())
 
     def scale_forces(self, factor: float) -> None:
         r"""Multiply :math:`\Phi - \Phi_0` and the forces by ``factor``, in place.

@@ -16,7 +16,6 @@ __all__ = [
 ]
 
 import dataclasses
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -29,7 +28,7 @@ import torch
 
 from . import io
 from .directions import sphere_directions
-from .nn import RADIAL_SOFTENING, PotentialNet
+from .nn import RADIAL_SOFTENING, PotentialNet, check_pattern_speed
 from .options import coerce_fields, options_dict, resolve_options
 from .phi_training import PotentialCollapseWarning, fit_with_restarts
 from .runtime import resolve_device, torch_threads
@@ -437,7 +436,7 @@ def fit_potential(
         if options.n_steps is None:
             options = dataclasses.replace(options, n_steps=_default_steps(points))
         net_kwargs = _network_settings(points, options)
-        net_kwargs["pattern_speed"] = _pattern_speed(pattern_speed)
+        net_kwargs["pattern_speed"] = check_pattern_speed(pattern_speed)
         history: dict[str, list] = {"restarts": []}
         net = fit_with_restarts(
             points, net_kwargs, options, history, seed, device, progress
@@ -522,27 +521,6 @@ def _training_points(df, options: PotentialOptions, seed: int | None) -> DFGradi
     return DFGradients.from_df(
         df, options.n_samples, seed=seed, residual=options.residual
     )
-
-
-def _pattern_speed(pattern_speed: Any) -> float | str | None:
-    """A pattern speed as a plain float, ``"fit"`` or None, or a clear error."""
-    if pattern_speed is None or (
-        isinstance(pattern_speed, str) and pattern_speed == "fit"
-    ):
-        return pattern_speed
-    message = (
-        "pattern_speed must be a plain number in the units of v / x, 'fit' or "
-        f"None, got {pattern_speed!r} (fit() takes a Quantity)"
-    )
-    if isinstance(pattern_speed, str) or hasattr(pattern_speed, "unit"):
-        raise ValueError(message)
-    try:
-        value = float(pattern_speed)
-    except (TypeError, ValueError):
-        raise ValueError(message) from None
-    if not math.isfinite(value):
-        raise ValueError(f"pattern_speed must be finite, got {value}")
-    return value
 
 
 def _default_steps(points: DFGradients) -> int:

@@ -23,7 +23,7 @@ import torch
 from gala.units import DimensionlessUnitSystem
 
 from . import io
-from .cbe import stationarity_residual
+from .cbe import stationarity_terms
 from .df import FlowEnsemble
 from .gala_potential import DeepPotential
 from .phasespace import to_phase_space
@@ -215,18 +215,10 @@ class FitResult:
             net64 = copy.deepcopy(self.potential_fit.net).double()
             with torch.no_grad():
                 _, grad_phi, lap = net64.grad_and_laplacian(x)
-        # With a pattern speed, the rotation term counts among the terms.
-        inertial = stationarity_residual(v, grad_phi, grad_x, grad_v)
-        rotating = stationarity_residual(
+        residual, size = stationarity_terms(
             v, grad_phi, grad_x, grad_v, x=x, pattern_speed=net64.pattern_speed
         )
-        terms = (
-            (grad_phi * grad_v).sum(1).abs()
-            + (v * grad_x).sum(1).abs()
-            + (rotating - inertial).abs()
-        )
-        residual = rotating.abs()
-        relative = (residual / terms).numpy()
+        relative = (residual.abs() / size).numpy()
         summary = {
             "n_points": int(n_points),
             "median_relative_residual": float(np.median(relative)),

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .cbe import stationarity_residual
+from .cbe import stationarity_terms
 
 #: A region departs from stationarity when its mean rate exceeds this many
 #: times its noise.
@@ -282,25 +282,18 @@ def stationarity_map(
         torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in (x, v, grad_phi)
     )
 
-    def rate_and_terms(model) -> tuple[torch.Tensor, torch.Tensor]:
-        gx, gv = (g.detach().cpu().double() for g in model.grad_log_prob(x, v))
-        inertial = stationarity_residual(v, grad_phi, gx, gv)
-        total = stationarity_residual(
-            v, grad_phi, gx, gv, x=x, pattern_speed=pattern_speed
-        )
-        terms = ((grad_phi * gv).sum(1).abs() + (v * gx).sum(1).abs()) + (
-            total - inertial
-        ).abs()
+    def rate_and_size(model) -> tuple[torch.Tensor, torch.Tensor]:
         # By the Boltzmann equation the residual is d ln f/dt (in the frame
         # of the pattern, for a pattern speed).
-        return total, terms
+        gx, gv = (g.detach().cpu().double() for g in model.grad_log_prob(x, v))
+        return stationarity_terms(v, grad_phi, gx, gv, x=x, pattern_speed=pattern_speed)
 
-    rate, terms = rate_and_terms(df)
-    members = [rate_and_terms(df.member(k))[0] for k in range(df.n_flows)]
+    rate, size = rate_and_size(df)
+    members = [rate_and_size(df.member(k))[0] for k in range(df.n_flows)]
     return StationarityMap(
         x=x.numpy(),
         rate=rate.numpy(),
         member_rate=torch.stack(members).numpy(),
-        relative=(rate / terms).numpy(),
+        relative=(rate / size).numpy(),
         units=dict(units or {"length": None, "time": None}),
     )
