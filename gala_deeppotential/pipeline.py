@@ -277,6 +277,7 @@ def fit(
         potential_fit=potential_fit,
         phase_space=phase_space,
         config=config,
+        selection=bound,
     )
 
 

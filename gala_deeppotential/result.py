@@ -14,7 +14,7 @@ import copy
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from .phasespace import to_phase_space
 from .potential import PotentialFit
 from .runtime import torch_threads
 from .stationarity import StationarityMap, stationarity_map
+from .uncertainty import GROUPS, PotentialBands, potential_bands
 from .virial import CONVERGED_SCALE, unconverged_message
 
 #: A median relative stationarity residual (see :meth:`FitResult.report`)
@@ -64,6 +65,8 @@ class FitResult:
         JSON-able settings: ``df_options``, ``potential_options``, ``virial``
         (the calibration's options, or None when it was turned off) and
         ``seed``.
+    selection : :class:`~gala_deeppotential.selection.BoundSelection`, optional
+        The selection function on the stars, if the fit had one (not saved).
     """
 
     potential: DeepPotential
@@ -71,6 +74,7 @@ class FitResult:
     potential_fit: PotentialFit
     phase_space: dict[str, Any]
     config: dict[str, Any]
+    selection: Any = field(default=None, repr=False)
 
     @property
     def history(self) -> dict[str, dict[str, list]]:
@@ -284,6 +288,64 @@ class FitResult:
                 if units is None
                 else {"length": str(units["length"]), "time": str(units["time"])},
             )
+
+    def bands(
+        self,
+        groups: int = GROUPS,
+        *,
+        seed: int | None = None,
+        device: Any = "cpu",
+        threads: int | None = None,
+        progress: bool = True,
+        checkpoint_dir: str | os.PathLike | None = None,
+    ) -> PotentialBands:
+        r"""Error bars on :math:`\Phi`, the acceleration, the density and :math:`v_c`.
+
+        Fits :math:`\Phi` again to each of ``groups`` disjoint groups of the
+        flow members, with this fit's settings, scales each by this fit's
+        virial scale, and gives bands about this fit from their spread (see
+        :mod:`gala_deeppotential.uncertainty` for the method and its
+        calibration). It costs ``groups`` more Φ fits.
+
+        Parameters
+        ----------
+        groups : int
+            Number of groups, 2 to the number of flow members.
+        seed : int, optional
+            Seed of the group fits (group g gets ``seed + 1 + g``); by
+            default the fit's.
+        device, threads, progress
+            As for :func:`~gala_deeppotential.fit`.
+        checkpoint_dir : str or path-like, optional
+            Folder that keeps the group fits, so a second call returns at once.
+
+        Returns
+        -------
+        bands : :class:`~gala_deeppotential.uncertainty.PotentialBands`
+            ``bands.acceleration(q)`` and the like return a
+            :class:`~gala_deeppotential.uncertainty.Band`;
+            ``bands.potentials`` holds the group fits for orbit spreads.
+
+        Examples
+        --------
+        >>> bands = result.bands()  # doctest: +SKIP
+        >>> a = bands.acceleration([8.0, 0, 0] * u.kpc)  # doctest: +SKIP
+        >>> a.value, a.sigma  # doctest: +SKIP
+        """
+        truncated = bool(self.config["df_options"].get("truncated"))
+        return potential_bands(
+            self.df,
+            self.potential_fit,
+            self.potential.units,
+            groups=groups,
+            seed=self.config["seed"] if seed is None else seed,
+            selection=self.selection,
+            intrinsic_df=self.selection is not None and truncated,
+            device=device,
+            threads=threads,
+            progress=progress,
+            checkpoint_dir=checkpoint_dir,
+        )
 
     def save(
         self, path: str | os.PathLike, *, report: Mapping[str, Any] | None = None

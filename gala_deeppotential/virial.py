@@ -30,6 +30,7 @@ __all__ = [
     "VIRIAL_WINDOW",
     "VirialOptions",
     "VirialWarning",
+    "apply_scale",
     "calibrate",
     "virial_calibration",
     "virial_scale",
@@ -309,13 +310,24 @@ def calibrate(
             stacklevel=2,
         )
         return dataclasses.replace(fit, virial=record)
-    net = copy.deepcopy(fit.net)
-    net.scale_forces(record["scale"])
-    gauge = fix_gauge(net, fit.gauge["gauge"], fit.gauge.get("r_edge", 0.0))
     record["applied"] = True
     if abs(record["scale"] - 1) > CONVERGED_SCALE:
         warnings.warn(unconverged_message(record), VirialWarning, stacklevel=2)
-    return dataclasses.replace(fit, net=net, gauge=gauge, virial=record)
+    return apply_scale(fit, record)
+
+
+def apply_scale(fit: PotentialFit, record: Mapping[str, Any]) -> PotentialFit:
+    """A copy of ``fit`` with its forces multiplied by ``record["scale"]``.
+
+    The gauge is fixed again as the fit fixed it, and ``record`` becomes the
+    copy's ``virial``: :func:`calibrate` applies its own measurement this
+    way, and :func:`~gala_deeppotential.uncertainty.potential_bands` applies
+    a main fit's scale to the fits it compares with it.
+    """
+    net = copy.deepcopy(fit.net)
+    net.scale_forces(record["scale"])
+    gauge = fix_gauge(net, fit.gauge["gauge"], fit.gauge.get("r_edge", 0.0))
+    return dataclasses.replace(fit, net=net, gauge=gauge, virial=dict(record))
 
 
 def unconverged_message(record: Mapping[str, Any]) -> str:

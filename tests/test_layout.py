@@ -48,6 +48,7 @@ LAYERS = {
     "compare": 5,
     "meridional": 6,
     "stationarity": 5,
+    "uncertainty": 5,
     "result": 6,
     "pipeline": 7,
     "demo": 8,

@@ -1,0 +1,338 @@
+r"""Error bars on a fitted potential, from disjoint groups of flow members.
+
+The flow ensemble holds K independent models of the DF. Splitting it into
+G disjoint groups and fitting :math:`\Phi` to each group's DF, with the main
+fit's settings and a seed of its own, gives G potentials that differ as much
+as the DF's fitting error and the Φ fit's own noise make them differ. The
+band about the main fit (all K members) is
+
+.. math::
+
+    \Phi \pm k\,t_{G-1}\,\sigma_G, \qquad
+    \sigma_G^2 = \frac{1}{G - 1}\sum_{g=1}^{G} (\Phi_g - \bar\Phi)^2,
+
+and likewise for the acceleration, the density and the circular velocity.
+:math:`t_{G-1}` is the 84th percentile of Student's t distribution with
+G - 1 degrees of freedom (1.20 for G = 4), which makes a band of
+:math:`k = 1` hold 68% of draws when the main fit's error is distributed
+as a group fit's about their mean, whatever G, though
+:math:`\sigma_G` is estimated from a few fits.
+Each group fit has its forces multiplied by the main fit's virial scale (the
+stars' calibration of their overall strength), so the groups differ from the
+main fit only by what the flows and the Φ fit add.
+
+The spread of fits to fewer members overstates the error of the fit to all
+of them, while the stars' own sampling noise, which every member shares, is
+not in it at all; :data:`BAND_SCALE`, the :math:`k` above, is the factor
+that makes the band hold the truth 68% of the time, measured on exact truths
+(``benchmarks/uncertainty.py``; the measurement is in the docs' benchmark
+page). It costs G more Φ fits.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BAND_SCALE",
+    "GROUPS",
+    "Band",
+    "PotentialBands",
+    "member_groups",
+    "potential_bands",
+    "student_t_factor",
+]
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import astropy.units as u
+import numpy as np
+from gala.units import UnitSystem
+from scipy import stats
+
+from . import io
+from .df import FlowEnsemble
+from .gala_potential import DeepPotential
+from .potential import PotentialFit, fit_potential
+from .virial import apply_scale
+
+#: Default number of member groups G.
+GROUPS = 4
+#: The band's half-width in units of the groups' standard deviation, k.
+BAND_SCALE = 1.0
+
+# Probability inside one standard deviation of a normal distribution.
+_ONE_SIGMA = 0.6826894921370859
+_MANIFEST_FILE = "bands.json"
+# Settings in a PotentialFit's config that are not PotentialOptions fields.
+_NOT_OPTIONS = ("seed", "pattern_speed")
+
+
+@dataclass(frozen=True)
+class Band:
+    r"""A quantity of the main fit with its 68% band.
+
+    Attributes
+    ----------
+    value : :class:`~astropy.units.Quantity`
+        The main fit's value.
+    members : :class:`~astropy.units.Quantity`
+        The group fits' values, stacked along a new first axis of length G.
+    scale : float
+        The band's half-width in units of the members' standard deviation
+        (:data:`BAND_SCALE` times :func:`student_t_factor`).
+    """
+
+    value: u.Quantity
+    members: u.Quantity
+    scale: float
+
+    @property
+    def sigma(self) -> u.Quantity:
+        """Half-width of the band: ``scale`` times the members' standard deviation."""
+        return self.scale * np.std(self.members, axis=0, ddof=1)
+
+    @property
+    def low(self) -> u.Quantity:
+        """Lower edge, ``value - sigma``."""
+        return self.value - self.sigma
+
+    @property
+    def high(self) -> u.Quantity:
+        """Upper edge, ``value + sigma``."""
+        return self.value + self.sigma
+
+    def contains(self, truth: u.Quantity) -> np.ndarray:
+        """Whether each element of ``truth`` lies inside the band (bool array)."""
+        return np.asarray(np.abs(truth - self.value) <= self.sigma)
+
+    def norm(self) -> Band:
+        """The band of the vector's length, for a vector along the first axis.
+
+        E.g. of :math:`|\\vec a|` from :meth:`PotentialBands.acceleration`.
+        """
+        return Band(
+            value=np.linalg.norm(self.value, axis=0),
+            members=np.linalg.norm(self.members, axis=1),
+            scale=self.scale,
+        )
+
+
+@dataclass
+class PotentialBands:
+    r"""A fitted potential with the fits that give its error bars.
+
+    Each method takes positions as gala's do: a
+    :class:`~astropy.units.Quantity` [length] of shape ``(3,)`` or
+    ``(3, N)``, or plain numbers in the potential's units.
+
+    Attributes
+    ----------
+    potential : :class:`~gala_deeppotential.DeepPotential`
+        The main fit.
+    potentials : list of :class:`~gala_deeppotential.DeepPotential`
+        One fit per group of flow members, scaled like the main fit; for
+        orbit spreads, integrate an orbit in each (:meth:`integrate_orbits`).
+    groups : list of list of int
+        The flow members behind each of ``potentials``.
+    scale : float
+        The bands' :math:`k`: their half-width is ``scale`` times
+        :func:`student_t_factor` times the groups' standard deviation.
+    wall_s : float
+        Seconds spent fitting the groups (0 when read from a checkpoint).
+    """
+
+    potential: DeepPotential
+    potentials: list[DeepPotential]
+    groups: list[list[int]]
+    scale: float = BAND_SCALE
+    wall_s: float = 0.0
+    fits: list[PotentialFit] = field(default_factory=list, repr=False)
+
+    def _band(self, evaluate: Callable[[DeepPotential], u.Quantity]) -> Band:
+        members = u.Quantity([evaluate(pot) for pot in self.potentials])
+        factor = self.scale * student_t_factor(len(self.potentials))
+        return Band(value=evaluate(self.potential), members=members, scale=factor)
+
+    def energy(self, q: Any) -> Band:
+        r""":math:`\Phi(\vec x)` [energy / mass], shape ``(N,)``."""
+        return self._band(lambda pot: pot.energy(q))
+
+    def acceleration(self, q: Any) -> Band:
+        r""":math:`-\nabla\Phi(\vec x)` [acceleration], shape ``(3, N)``."""
+        return self._band(lambda pot: pot.acceleration(q))
+
+    def density(self, q: Any) -> Band:
+        r""":math:`\rho = \nabla^2\Phi / 4\pi G` [mass density], shape ``(N,)``."""
+        return self._band(lambda pot: pot.density(q))
+
+    def circular_velocity(self, q: Any) -> Band:
+        r""":math:`v_c = \sqrt{r\,\partial\Phi/\partial r}` [speed], shape ``(N,)``.
+
+        As gala's ``circular_velocity``: exact in the plane z = 0 of an
+        axisymmetric potential, and for a sphere.
+        """
+        return self._band(lambda pot: pot.circular_velocity(q))
+
+    def integrate_orbits(self, w0: Any, **kwargs: Any) -> list:
+        """The orbit of ``w0`` in each group's potential (for its spread).
+
+        ``kwargs`` go to gala's ``integrate_orbit`` (``dt``, ``n_steps``,
+        ``Integrator``, ...); returns a list of :class:`~gala.dynamics.Orbit`.
+        """
+        return [pot.integrate_orbit(w0, **kwargs) for pot in self.potentials]
+
+
+def student_t_factor(groups: int) -> float:
+    """The 84th percentile of Student's t with ``groups - 1`` degrees of freedom.
+
+    A band of that many sample standard deviations of ``groups`` draws holds
+    68% of further draws from the same normal distribution.
+    """
+    return float(stats.t.ppf(0.5 + _ONE_SIGMA / 2, groups - 1))
+
+
+def member_groups(n_flows: int, groups: int) -> list[list[int]]:
+    """Split members ``0 .. n_flows - 1`` into ``groups`` disjoint, equal groups.
+
+    Members left over when ``groups`` does not divide ``n_flows`` are not
+    used, so that every group fit sees a DF of the same quality.
+    """
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool):
+        raise TypeError(f"groups must be an integer, got {groups!r}")
+    if not 2 <= groups <= n_flows:
+        raise ValueError(
+            f"groups={groups} is impossible with {n_flows} flow members: error "
+            f"bars need 2 to {n_flows} groups (the default is {GROUPS}); fit "
+            "the DF with more members (DFOptions.n_flows) for more groups"
+        )
+    size = n_flows // groups
+    return [list(range(g * size, (g + 1) * size)) for g in range(groups)]
+
+
+def potential_bands(
+    df: FlowEnsemble,
+    potential_fit: PotentialFit,
+    units: UnitSystem | None,
+    *,
+    groups: int = GROUPS,
+    scale: float = BAND_SCALE,
+    seed: int | None = None,
+    selection: Any = None,
+    intrinsic_df: bool = False,
+    device: Any = "cpu",
+    threads: int | None = None,
+    progress: bool = True,
+    checkpoint_dir: str | os.PathLike | None = None,
+) -> PotentialBands:
+    r"""Fit :math:`\Phi` to disjoint groups of flow members: the fit's error bars.
+
+    :meth:`FitResult.bands <gala_deeppotential.FitResult.bands>` calls this
+    with the pipeline's stages.
+
+    Parameters
+    ----------
+    df : :class:`~gala_deeppotential.FlowEnsemble`
+        The flows the main fit was fitted to.
+    potential_fit : :class:`~gala_deeppotential.PotentialFit`
+        The main fit (calibrated, if it was); its settings are reused, and
+        its virial scale, if applied, is applied to each group fit.
+    units : :class:`~gala.units.UnitSystem` or None
+        The fit's unit system (None: dimensionless).
+    groups : int
+        Number of groups G (at least 2); each has ``n_flows // groups``
+        members.
+    scale : float
+        The bands' :math:`k` (see :class:`PotentialBands`).
+    seed : int, optional
+        Group g is fitted with seed ``seed + 1 + g``; by default ``seed`` is
+        the main fit's.
+    selection, intrinsic_df
+        As for :func:`~gala_deeppotential.fit_potential` (the main fit's).
+    device, threads, progress
+        As for :func:`~gala_deeppotential.fit_potential`.
+    checkpoint_dir : str or path-like, optional
+        Folder for the group fits: each is stored when it finishes, and a
+        call with the same folder reuses them. A folder of other bands (other
+        groups, seed or main fit) raises.
+
+    Returns
+    -------
+    bands : :class:`PotentialBands`
+
+    Raises
+    ------
+    ValueError
+        For fewer than 2 groups, or more groups than flow members.
+    """
+    member_sets = member_groups(df.n_flows, groups)
+    seed = int(potential_fit.config.get("seed", 0)) if seed is None else int(seed)
+    options = {
+        k: val for k, val in potential_fit.config.items() if k not in _NOT_OPTIONS
+    }
+    folder = _open_folder(checkpoint_dir, member_sets, seed, potential_fit)
+    start = time.perf_counter()
+    fits = []
+    for g, members in enumerate(member_sets):
+        path = None if folder is None else folder / f"group_{g}.pt"
+        if path is not None and path.is_file():
+            fits.append(PotentialFit.load(path))
+            continue
+        group_fit = fit_potential(
+            df.select(members),
+            options,
+            seed=seed + 1 + g,
+            device=device,
+            threads=threads,
+            progress=progress,
+            selection=selection,
+            intrinsic_df=intrinsic_df,
+            pattern_speed=potential_fit.config.get("pattern_speed"),
+        )
+        if path is not None:
+            group_fit.save(path)
+        fits.append(group_fit)
+    virial = potential_fit.virial
+    if virial.get("applied"):
+        fits = [apply_scale(one, virial) for one in fits]
+    return PotentialBands(
+        potential=DeepPotential.from_fit(potential_fit, units=units),
+        potentials=[DeepPotential.from_fit(one, units=units) for one in fits],
+        groups=member_sets,
+        scale=float(scale),
+        wall_s=time.perf_counter() - start,
+        fits=fits,
+    )
+
+
+def _open_folder(
+    checkpoint_dir: str | os.PathLike | None,
+    member_sets: Sequence[Sequence[int]],
+    seed: int,
+    potential_fit: PotentialFit,
+) -> Path | None:
+    """Claim ``checkpoint_dir`` for these bands, or check that it holds them."""
+    if checkpoint_dir is None:
+        return None
+    folder = Path(checkpoint_dir)
+    manifest = {
+        "groups": [list(m) for m in member_sets],
+        "seed": seed,
+        "main_fit_sha256": io.state_checksum(*potential_fit.net.to_state()),
+    }
+    path = folder / _MANIFEST_FILE
+    if path.is_file():
+        if json.loads(path.read_text(encoding="utf-8")) != manifest:
+            raise ValueError(
+                f"{folder} holds the error bars of another fit (other groups, "
+                "seed or main fit); pass a new checkpoint_dir, or delete that "
+                "folder to start over"
+            )
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return folder
