@@ -270,13 +270,12 @@ def fit(
         )
     if virial_options is not None:
         potential_fit = _calibrated(potential_fit, data, virial_options, bound, threads)
-    config = {**stages, "virial": virial_options and options_dict(virial_options)}
     return FitResult(
         potential=DeepPotential.from_fit(potential_fit, units=units),
         df=df,
         potential_fit=potential_fit,
         phase_space=phase_space,
-        config=config,
+        config={**stages, "virial": virial_options and options_dict(virial_options)},
         selection=bound,
     )
 
