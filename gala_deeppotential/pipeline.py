@@ -277,6 +277,7 @@ def fit(
         phase_space=phase_space,
         config={**stages, "virial": virial_options and options_dict(virial_options)},
         selection=bound,
+        data=data,
     )
 
 

@@ -26,11 +26,13 @@ from . import io
 from .cbe import stationarity_terms
 from .df import FlowEnsemble
 from .gala_potential import DeepPotential
+from .options import resolve_options
 from .phasespace import to_phase_space
 from .potential import PotentialFit
 from .runtime import torch_threads
 from .stationarity import StationarityMap, stationarity_map
-from .uncertainty import GROUPS, PotentialBands, potential_bands
+from .training import DFOptions
+from .uncertainty import GROUPS, PotentialBands, Resampling, potential_bands
 from .virial import CONVERGED_SCALE, unconverged_message
 
 #: A median relative stationarity residual (see :meth:`FitResult.report`)
@@ -67,6 +69,8 @@ class FitResult:
         ``seed``.
     selection : :class:`~gala_deeppotential.selection.BoundSelection`, optional
         The selection function on the stars, if the fit had one (not saved).
+    data : :class:`~gala_deeppotential.phasespace.PhaseSpaceData`, optional
+        The stars as they were fitted (not saved), for :meth:`bands`.
     """
 
     potential: DeepPotential
@@ -75,6 +79,7 @@ class FitResult:
     phase_space: dict[str, Any]
     config: dict[str, Any]
     selection: Any = field(default=None, repr=False)
+    data: Any = field(default=None, repr=False)
 
     @property
     def history(self) -> dict[str, dict[str, list]]:
@@ -293,6 +298,7 @@ class FitResult:
         self,
         groups: int = GROUPS,
         *,
+        resample: str = "members",
         seed: int | None = None,
         device: Any = "cpu",
         threads: int | None = None,
@@ -311,6 +317,12 @@ class FitResult:
         ----------
         groups : int
             Number of groups, 2 to the number of flow members.
+        resample : {"members", "stars"}
+            ``"members"``: the groups are of this fit's flow members (G
+            more Φ fits). ``"stars"``: each group's flows are trained afresh
+            on a bootstrap resample of the stars, which puts the stars'
+            sampling noise in the bands too (the flows' training once more,
+            as well).
         seed : int, optional
             Seed of the group fits (group g gets ``seed + 1 + g``); by
             default the fit's.
@@ -339,12 +351,33 @@ class FitResult:
             self.potential.units,
             groups=groups,
             seed=self.config["seed"] if seed is None else seed,
+            stars=self._resampling(resample),
             selection=self.selection,
             intrinsic_df=self.selection is not None and truncated,
             device=device,
             threads=threads,
             progress=progress,
             checkpoint_dir=checkpoint_dir,
+        )
+
+    def _resampling(self, resample: str) -> Resampling | None:
+        """How :meth:`bands` resamples the stars, or None for groups of members."""
+        if resample == "members":
+            return None
+        if resample != "stars":
+            raise ValueError(f"resample must be 'members' or 'stars', got {resample!r}")
+        if self.data is None:
+            raise ValueError(
+                "resample='stars' needs the stars, which this FitResult does not "
+                "hold (only the one fit() returns does); use resample='members'"
+            )
+        return Resampling(
+            data=self.data,
+            df_options=resolve_options(DFOptions, self.config["df_options"]),
+            deconvolve="deconvolution" in self.config,
+            completeness=None
+            if self.selection is None
+            else self.selection.completeness,
         )
 
     def save(

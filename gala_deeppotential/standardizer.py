@@ -322,10 +322,13 @@ class Standardizer:
 #: fitted rotation removes ~1/N of it; the rotating populations of
 #: :mod:`~gala_deeppotential.mocks` 7% (hot) and 90% (a cold disc).
 ROTATION_VARIANCE_FRACTION = 0.01
-# Core radii tried by the rotation-curve fit, between these quantiles of the
-# stars' cylindrical radii.
+# Core radii tried by the rotation-curve fit: from the 0.1% quantile of the
+# stars' cylindrical radii to 30 times their 90% quantile, where the curve is
+# solid-body rotation (v0 / R0 = Ω) over the stars to 0.1%, as in a bar's
+# frame.
 _CORE_QUANTILES = (0.001, 0.9)
-_N_CORES = 48
+_CORE_STRETCH = 30.0
+_N_CORES = 64
 
 
 def _rotation(x: torch.Tensor, v0: float, R0: float) -> torch.Tensor:
@@ -367,7 +370,8 @@ def fit_rotation_curve(data: np.ndarray) -> tuple[float, float, float]:
     v_phi[moving] = (x[moving, 0] * v[moving, 1] - x[moving, 1] * v[moving, 0]) / R[
         moving
     ]
-    cores = np.geomspace(*np.maximum(np.quantile(R, _CORE_QUANTILES), 1e-12), _N_CORES)
+    lo, hi = np.maximum(np.quantile(R, _CORE_QUANTILES), 1e-12)
+    cores = np.geomspace(lo, _CORE_STRETCH * hi, _N_CORES)
     best = (0.0, float(cores[0]), 0.0)
     for R0 in cores:
         shape = R / np.sqrt(R**2 + R0**2)

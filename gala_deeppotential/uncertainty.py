@@ -3,30 +3,29 @@ r"""Error bars on a fitted potential, from disjoint groups of flow members.
 The flow ensemble holds K independent models of the DF. Splitting it into
 G disjoint groups and fitting :math:`\Phi` to each group's DF, with the main
 fit's settings and a seed of its own, gives G potentials that differ as much
-as the DF's fitting error and the Φ fit's own noise make them differ. The
-band about the main fit (all K members) is
+as the flows' independent errors and the Φ fit's own noise make them differ.
+The main fit averages over G times as many members as a group fit, so the
+band about it is
 
 .. math::
 
-    \Phi \pm k\,t_{G-1}\,\sigma_G, \qquad
+    \Phi \pm k\,t_{G-1}\,\frac{\sigma_G}{\sqrt{G}}, \qquad
     \sigma_G^2 = \frac{1}{G - 1}\sum_{g=1}^{G} (\Phi_g - \bar\Phi)^2,
 
 and likewise for the acceleration, the density and the circular velocity.
 :math:`t_{G-1}` is the 84th percentile of Student's t distribution with
-G - 1 degrees of freedom (1.20 for G = 4), which makes a band of
-:math:`k = 1` hold 68% of draws when the main fit's error is distributed
-as a group fit's about their mean, whatever G, though
-:math:`\sigma_G` is estimated from a few fits.
-Each group fit has its forces multiplied by the main fit's virial scale (the
-stars' calibration of their overall strength), so the groups differ from the
-main fit only by what the flows and the Φ fit add.
+G - 1 degrees of freedom (1.20 for G = 4): :math:`\sigma_G` comes from a
+few fits. Each group fit has its forces multiplied by the main fit's virial
+scale (the stars' calibration of their overall strength).
 
-The spread of fits to fewer members overstates the error of the fit to all
-of them, while the stars' own sampling noise, which every member shares, is
-not in it at all; :data:`BAND_SCALE`, the :math:`k` above, is the factor
-that makes the band hold the truth 68% of the time, measured on exact truths
-(``benchmarks/uncertainty.py``; the measurement is in the docs' benchmark
-page). It costs G more Φ fits.
+With :math:`k = 1` (:data:`BAND_SCALE`) the band holds 68% of the truths
+where the flows' independent errors dominate the main fit's: on a 2^17-star
+Plummer sphere, everywhere outside its core (``benchmarks/uncertainty.py``;
+the measurements are in the docs' benchmark page). It does not hold what
+every member shares, which the groups cannot see: the sampling noise of the
+stars themselves, which dominates for small catalogues, and the method's
+bias, such as the forces that come out low in a Plummer sphere's core. It
+costs G more Φ fits.
 """
 
 from __future__ import annotations
@@ -36,11 +35,13 @@ __all__ = [
     "GROUPS",
     "Band",
     "PotentialBands",
+    "Resampling",
     "member_groups",
     "potential_bands",
     "student_t_factor",
 ]
 
+import dataclasses
 import json
 import os
 import time
@@ -55,9 +56,12 @@ from gala.units import UnitSystem
 from scipy import stats
 
 from . import io
+from .deconvolution import NoisyAstrometry
 from .df import FlowEnsemble
 from .gala_potential import DeepPotential
+from .phasespace import PhaseSpaceData
 from .potential import PotentialFit, fit_potential
+from .training import DFOptions, fit_distribution_function
 from .virial import apply_scale
 
 #: Default number of member groups G.
@@ -84,7 +88,8 @@ class Band:
         The group fits' values, stacked along a new first axis of length G.
     scale : float
         The band's half-width in units of the members' standard deviation
-        (:data:`BAND_SCALE` times :func:`student_t_factor`).
+        (:data:`BAND_SCALE` times :func:`student_t_factor` over
+        :math:`\sqrt{G}`).
     """
 
     value: u.Quantity
@@ -141,9 +146,16 @@ class PotentialBands:
         The flow members behind each of ``potentials``.
     scale : float
         The bands' :math:`k`: their half-width is ``scale`` times
-        :func:`student_t_factor` times the groups' standard deviation.
+        :func:`student_t_factor` times the groups' standard deviation over
+        :math:`\sqrt{G}`.
     wall_s : float
         Seconds spent fitting the groups (0 when read from a checkpoint).
+    fits : list of :class:`~gala_deeppotential.PotentialFit`
+        The group fits behind ``potentials``.
+    resampled_stars : bool
+        Whether each group also had its own bootstrap resample of the stars
+        (see :func:`potential_bands`); the half-width is then not divided by
+        :math:`\sqrt{G}`.
     """
 
     potential: DeepPotential
@@ -152,10 +164,14 @@ class PotentialBands:
     scale: float = BAND_SCALE
     wall_s: float = 0.0
     fits: list[PotentialFit] = field(default_factory=list, repr=False)
+    resampled_stars: bool = False
 
     def _band(self, evaluate: Callable[[DeepPotential], u.Quantity]) -> Band:
         members = u.Quantity([evaluate(pot) for pot in self.potentials])
-        factor = self.scale * student_t_factor(len(self.potentials))
+        n = len(self.potentials)
+        factor = self.scale * student_t_factor(n)
+        if not self.resampled_stars:
+            factor /= np.sqrt(n)
         return Band(value=evaluate(self.potential), members=members, scale=factor)
 
     def energy(self, q: Any) -> Band:
@@ -185,6 +201,55 @@ class PotentialBands:
         ``Integrator``, ...); returns a list of :class:`~gala.dynamics.Orbit`.
         """
         return [pot.integrate_orbit(w0, **kwargs) for pot in self.potentials]
+
+
+@dataclass
+class Resampling:
+    """How to train a group's flows on a bootstrap resample of the stars.
+
+    Attributes
+    ----------
+    data : :class:`~gala_deeppotential.phasespace.PhaseSpaceData`
+        The stars the main fit was fitted to.
+    df_options : :class:`~gala_deeppotential.training.DFOptions`
+        The main fit's flow options (the number of flows is replaced).
+    deconvolve : bool
+        Whether the main fit deconvolved the stars' measurement errors.
+    completeness : callable, optional
+        The selection's completeness at positions, as the main fit's flows
+        were given it.
+    """
+
+    data: PhaseSpaceData
+    df_options: DFOptions
+    deconvolve: bool = False
+    completeness: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def refit(self, n_flows: int, seed: int, **run: Any) -> FlowEnsemble:
+        """``n_flows`` flows fitted to a bootstrap resample drawn with ``seed``."""
+        rng = np.random.default_rng([seed, len(self.data)])
+        pick = rng.integers(0, len(self.data), len(self.data))
+        data = _subset(self.data, pick)
+        noisy = None
+        if self.deconvolve:
+            noisy = NoisyAstrometry(data.astrometry, data.frame, data.units)
+        options = dataclasses.replace(self.df_options, n_flows=n_flows)
+        return fit_distribution_function(
+            data.w, options, seed=seed, noisy=noisy, selection=self.completeness, **run
+        )
+
+
+def _subset(data: PhaseSpaceData, pick: np.ndarray) -> PhaseSpaceData:
+    """The stars ``pick`` (indices, repeats allowed) of ``data``."""
+    return dataclasses.replace(
+        data,
+        x=data.x[pick],
+        v=data.v[pick],
+        has_rv=None if data.has_rv is None else data.has_rv[pick],
+        astrometry=None
+        if data.astrometry is None
+        else {name: column[pick] for name, column in data.astrometry.items()},
+    )
 
 
 def student_t_factor(groups: int) -> float:
@@ -222,6 +287,7 @@ def potential_bands(
     groups: int = GROUPS,
     scale: float = BAND_SCALE,
     seed: int | None = None,
+    stars: Resampling | None = None,
     selection: Any = None,
     intrinsic_df: bool = False,
     device: Any = "cpu",
@@ -251,6 +317,14 @@ def potential_bands(
     seed : int, optional
         Group g is fitted with seed ``seed + 1 + g``; by default ``seed`` is
         the main fit's.
+    stars : :class:`Resampling`, optional
+        Resample the stars too: each group's flows (``n_flows // groups``
+        of them) are trained afresh on a bootstrap resample of the stars
+        (drawn with replacement), and the band is :math:`k\,t_{G-1}\,
+        \sigma_G` (a group then errs as the main fit does where the stars'
+        sampling noise dominates). It holds the sampling noise that the
+        groups of members miss, for the cost of training the flows again.
+        By default the groups are of ``df``'s members.
     selection, intrinsic_df
         As for :func:`~gala_deeppotential.fit_potential` (the main fit's).
     device, threads, progress
@@ -274,7 +348,7 @@ def potential_bands(
     options = {
         k: val for k, val in potential_fit.config.items() if k not in _NOT_OPTIONS
     }
-    folder = _open_folder(checkpoint_dir, member_sets, seed, potential_fit)
+    folder = _open_folder(checkpoint_dir, member_sets, seed, potential_fit, stars)
     start = time.perf_counter()
     fits = []
     for g, members in enumerate(member_sets):
@@ -282,8 +356,19 @@ def potential_bands(
         if path is not None and path.is_file():
             fits.append(PotentialFit.load(path))
             continue
+        if stars is None:
+            group_df = df.select(members)
+        else:
+            group_df = stars.refit(
+                len(members),
+                seed + 1 + g,
+                device=device,
+                threads=threads,
+                progress=progress,
+                checkpoint_dir=None if folder is None else folder / f"df_{g}",
+            )
         group_fit = fit_potential(
-            df.select(members),
+            group_df,
             options,
             seed=seed + 1 + g,
             device=device,
@@ -304,6 +389,7 @@ def potential_bands(
         potentials=[DeepPotential.from_fit(one, units=units) for one in fits],
         groups=member_sets,
         scale=float(scale),
+        resampled_stars=stars is not None,
         wall_s=time.perf_counter() - start,
         fits=fits,
     )
@@ -314,6 +400,7 @@ def _open_folder(
     member_sets: Sequence[Sequence[int]],
     seed: int,
     potential_fit: PotentialFit,
+    stars: Resampling | None,
 ) -> Path | None:
     """Claim ``checkpoint_dir`` for these bands, or check that it holds them."""
     if checkpoint_dir is None:
@@ -323,6 +410,7 @@ def _open_folder(
         "groups": [list(m) for m in member_sets],
         "seed": seed,
         "main_fit_sha256": io.state_checksum(*potential_fit.net.to_state()),
+        "resampled_stars": stars is not None,
     }
     path = folder / _MANIFEST_FILE
     if path.is_file():

@@ -164,3 +164,22 @@ def test_stationarity_example_in_quick_mode(tmp_path):
     assert summary["units"] == {"length": "kpc", "time": "Myr"}
     assert {"Rz", "xy", "median_abs_relative"} <= set(summary)
     assert (tmp_path / "stationarity.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_error_bars_example_in_quick_mode(tmp_path):
+    example = _load("error_bars")
+    work = tmp_path / "work"
+    summary = example.main(
+        ["--quick", "--threads", "1", "--out", str(tmp_path), "--work", str(work)]
+    )
+    assert summary["n_stars"] == 8192 and summary["groups"] == 2
+    assert summary["v_c_8kpc_km_s"][1] > 0
+    assert summary["orbit"]["apocenter_kpc"][1] > 0
+    assert (tmp_path / "error_bars.png").stat().st_size > 10_000
+    # The kept fits make a second run draw without fitting again.
+    again = example.main(
+        ["--quick", "--threads", "1", "--out", str(tmp_path), "--work", str(work)]
+    )
+    assert again["v_c_8kpc_km_s"] == summary["v_c_8kpc_km_s"]
+    assert again["wall_s_bands"] < 5

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from gala.units import DimensionlessUnitSystem
 
-from gala_deeppotential.mocks import plummer_sample
+from gala_deeppotential.mocks import PlummerTruth, plummer_sample
 from gala_deeppotential.pipeline import fit
 from gala_deeppotential.uncertainty import (
     BAND_SCALE,
@@ -132,8 +132,9 @@ def test_bands_centre_on_the_main_fit(tiny, tiny_bands):
     assert acc.members.shape == (2, 3, 32)
     for member, pot in zip(acc.members, tiny_bands.potentials, strict=True):
         np.testing.assert_array_equal(member, pot.acceleration(q))
-    # Half-width: k t_{G-1} times the groups' standard deviation.
-    expected = BAND_SCALE * student_t_factor(2) * np.std(acc.members, axis=0, ddof=1)
+    # Half-width: k t_{G-1} times the groups' standard deviation over sqrt(G).
+    spread = np.std(acc.members, axis=0, ddof=1) / np.sqrt(2)
+    expected = BAND_SCALE * student_t_factor(2) * spread
     np.testing.assert_allclose(acc.sigma.value, expected.value)
     assert tiny_bands.groups == [[0, 1], [2, 3]]
     for band in (
@@ -203,3 +204,89 @@ def test_potential_bands_on_the_stages(tiny, tiny_bands):
     )
     q = _points()
     np.testing.assert_array_equal(bands.energy(q).members, tiny_bands.energy(q).members)
+
+
+# ---------------------------------------------------------------------------
+# Coverage on a small sphere
+
+SMALL = {
+    "df_options": {"n_flows": 8, "epochs": 15},
+    "potential_options": {"n_samples": 4096, "n_steps": 400, "batch_size": 512},
+    "threads": 1,
+    "progress": False,
+}
+
+
+def small_sphere_coverage(seed: int, resample: str = "stars") -> tuple[float, float]:
+    """Fraction of true |a| inside the 68% band at held-out stars with r < 3b.
+
+    Also returns that of a band a third as wide, which must hold fewer.
+    """
+    truth = PlummerTruth()
+    x, v = truth.sample(8192, seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit(
+            truth.to_phase_space_position(x, v),
+            units=DimensionlessUnitSystem(),
+            seed=seed,
+            **SMALL,
+        )
+    bands = result.bands(4, resample=resample, **RUN)
+    x_test, _ = truth.sample(4096, seed=seed + 100)
+    x_test = x_test[np.linalg.norm(x_test, axis=1) < 3]
+    acc = bands.acceleration(x_test.T).norm()
+    true = np.linalg.norm(truth.grad_phi(x_test), axis=1)
+    narrow = dataclasses.replace(acc, scale=acc.scale / 3)
+    return float(np.mean(acc.contains(true))), float(np.mean(narrow.contains(true)))
+
+
+def test_resampled_stars_refit_the_flows(tiny, tmp_path):
+    bands = tiny.bands(2, resample="stars", checkpoint_dir=tmp_path, **RUN)
+    assert bands.resampled_stars
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "bands.json",
+        "df_0",
+        "df_1",
+        "group_0.pt",
+        "group_1.pt",
+    ]
+    q = _points()
+    acc = bands.acceleration(q)
+    np.testing.assert_array_equal(acc.value, tiny.potential.acceleration(q))
+    # No division by sqrt(G): each group errs as the main fit does.
+    spread = np.std(acc.members, axis=0, ddof=1)
+    np.testing.assert_allclose(
+        acc.sigma.value, BAND_SCALE * student_t_factor(2) * spread.value
+    )
+    # Other flows than the main fit's: the groups differ from member groups.
+    members = tiny.bands(2, **RUN).acceleration(q).members
+    assert not np.allclose(acc.members.value, members.value)
+    again = tiny.bands(2, resample="stars", checkpoint_dir=tmp_path, **RUN)
+    np.testing.assert_array_equal(again.acceleration(q).members, acc.members)
+
+
+def test_bootstrap_resample_repeats_stars(tiny):
+    from gala_deeppotential.uncertainty import _subset
+
+    data = tiny.data
+    pick = np.array([0, 0, 5])
+    sub = _subset(data, pick)
+    np.testing.assert_array_equal(sub.x, data.x[pick])
+    np.testing.assert_array_equal(sub.v, data.v[pick])
+    assert sub.units == data.units and sub.frame == data.frame
+
+
+@pytest.mark.parametrize(
+    ("resample", "message"),
+    [("bootstrap", "must be 'members' or 'stars'")],
+)
+def test_bad_resample_is_refused(tiny, resample, message):
+    with pytest.raises(ValueError, match=message):
+        tiny.bands(2, resample=resample, **RUN)
+
+
+def test_resampled_stars_need_the_stars(tiny):
+    held = dataclasses.replace(tiny, data=None)
+    with pytest.raises(ValueError, match="needs the stars"):
+        held.bands(2, resample="stars", **RUN)
