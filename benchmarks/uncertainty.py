@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-stars", type=int, default=2**17)
     parser.add_argument("--groups", type=int, default=GROUPS)
     parser.add_argument("--scale", type=float, default=BAND_SCALE)
+    parser.add_argument("--resample", default="members", choices=["members", "stars"])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
@@ -132,7 +133,11 @@ def main(argv: list[str] | None = None) -> dict:
         args.n_stars = 2**13
         df_options = {"n_flows": 4, "epochs": 2}
         potential_options = {"n_samples": 2**12, "n_steps": 200}
-    result: dict = {"groups": args.groups, "scale": args.scale}
+    result: dict = {
+        "groups": args.groups,
+        "scale": args.scale,
+        "resample": args.resample,
+    }
     for name in args.truths.split(","):
         truth = TRUTHS[name]()
         work = args.work and os.path.join(args.work, f"{name}_s{args.seed}")
@@ -154,9 +159,10 @@ def main(argv: list[str] | None = None) -> dict:
             start = time.perf_counter()
             bands = fitted.bands(
                 args.groups,
+                resample=args.resample,
                 device=args.device,
                 progress=False,
-                checkpoint_dir=None if work is None else os.path.join(work, "bands"),
+                checkpoint_dir=work and os.path.join(work, f"bands_{args.resample}"),
             )
             bands.scale = args.scale
             wall_bands = time.perf_counter() - start

@@ -16,7 +16,8 @@ and likewise for the acceleration, the density and the circular velocity.
 :math:`t_{G-1}` is the 84th percentile of Student's t distribution with
 G - 1 degrees of freedom (1.20 for G = 4): :math:`\sigma_G` comes from a
 few fits. Each group fit has its forces multiplied by the main fit's virial
-scale (the stars' calibration of their overall strength).
+scale (the stars' calibration of their overall strength), and that scale's
+own relative error, which every fit shares, is added in quadrature.
 
 With :math:`k = 1` (:data:`BAND_SCALE`) the band holds 68% of the truths
 where the flows' independent errors dominate the main fit's: on a 2^17-star
@@ -72,6 +73,7 @@ BAND_SCALE = 1.0
 # Probability inside one standard deviation of a normal distribution.
 _ONE_SIGMA = 0.6826894921370859
 _MANIFEST_FILE = "bands.json"
+_SAVED_FILE = "saved_bands.json"
 # Settings in a PotentialFit's config that are not PotentialOptions fields.
 _NOT_OPTIONS = ("seed", "pattern_speed")
 
@@ -90,16 +92,26 @@ class Band:
         The band's half-width in units of the members' standard deviation
         (:data:`BAND_SCALE` times :func:`student_t_factor` over
         :math:`\sqrt{G}`).
+    common : float
+        A relative error that every member shares, added in quadrature: the
+        virial calibration's, which multiplies the main fit and every group
+        fit alike.
     """
 
     value: u.Quantity
     members: u.Quantity
     scale: float
+    common: float = 0.0
 
     @property
     def sigma(self) -> u.Quantity:
-        """Half-width of the band: ``scale`` times the members' standard deviation."""
-        return self.scale * np.std(self.members, axis=0, ddof=1)
+        """Half-width of the band.
+
+        ``scale`` times the members' standard deviation, and ``common``
+        times the value, in quadrature.
+        """
+        spread = self.scale * np.std(self.members, axis=0, ddof=1)
+        return np.hypot(spread, self.common * np.abs(self.value))
 
     @property
     def low(self) -> u.Quantity:
@@ -124,6 +136,7 @@ class Band:
             value=np.linalg.norm(self.value, axis=0),
             members=np.linalg.norm(self.members, axis=1),
             scale=self.scale,
+            common=self.common,
         )
 
 
@@ -156,6 +169,10 @@ class PotentialBands:
         Whether each group also had its own bootstrap resample of the stars
         (see :func:`potential_bands`); the half-width is then not divided by
         :math:`\sqrt{G}`.
+    calibration_error : float
+        The relative error of the virial calibration's scale (0 when none
+        was applied), which every fit shares; the bands add it in
+        quadrature.
     """
 
     potential: DeepPotential
@@ -165,14 +182,23 @@ class PotentialBands:
     wall_s: float = 0.0
     fits: list[PotentialFit] = field(default_factory=list, repr=False)
     resampled_stars: bool = False
+    calibration_error: float = 0.0
 
-    def _band(self, evaluate: Callable[[DeepPotential], u.Quantity]) -> Band:
+    def _band(
+        self, evaluate: Callable[[DeepPotential], u.Quantity], power: float = 1.0
+    ) -> Band:
+        """The band of a quantity that goes as the forces to ``power``."""
         members = u.Quantity([evaluate(pot) for pot in self.potentials])
         n = len(self.potentials)
         factor = self.scale * student_t_factor(n)
         if not self.resampled_stars:
             factor /= np.sqrt(n)
-        return Band(value=evaluate(self.potential), members=members, scale=factor)
+        return Band(
+            value=evaluate(self.potential),
+            members=members,
+            scale=factor,
+            common=power * self.calibration_error,
+        )
 
     def energy(self, q: Any) -> Band:
         r""":math:`\Phi(\vec x)` [energy / mass], shape ``(N,)``."""
@@ -192,7 +218,53 @@ class PotentialBands:
         As gala's ``circular_velocity``: exact in the plane z = 0 of an
         axisymmetric potential, and for a sphere.
         """
-        return self._band(lambda pot: pot.circular_velocity(q))
+        return self._band(lambda pot: pot.circular_velocity(q), power=0.5)
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the main fit and the group fits as gala YAML plus model files.
+
+        ``folder`` gets ``main.yml``, ``group_0.yml``, ... (each with its
+        ``.pt`` model file, readable by ``gala.potential.load``) and
+        ``bands.json`` with the groups and the band's settings; read it all
+        back with :meth:`load`.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.potential.save(folder / "main.yml")
+        for g, pot in enumerate(self.potentials):
+            pot.save(folder / f"group_{g}.yml")
+        record = {
+            "groups": self.groups,
+            "scale": self.scale,
+            "resampled_stars": self.resampled_stars,
+            "calibration_error": self.calibration_error,
+        }
+        path = folder / _SAVED_FILE
+        path.write_text(json.dumps(record, indent=2), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> PotentialBands:
+        """Read bands written by :meth:`save`."""
+        folder = Path(folder)
+        path = folder / _SAVED_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{folder} holds no saved bands ({_SAVED_FILE}); write them with "
+                "PotentialBands.save(folder)"
+            )
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return cls(
+            potential=DeepPotential.from_file(folder / "main.pt"),
+            potentials=[
+                DeepPotential.from_file(folder / f"group_{g}.pt")
+                for g in range(len(record["groups"]))
+            ],
+            groups=record["groups"],
+            scale=record["scale"],
+            resampled_stars=record["resampled_stars"],
+            calibration_error=record["calibration_error"],
+        )
 
     def integrate_orbits(self, w0: Any, **kwargs: Any) -> list:
         """The orbit of ``w0`` in each group's potential (for its spread).
@@ -390,9 +462,17 @@ def potential_bands(
         groups=member_sets,
         scale=float(scale),
         resampled_stars=stars is not None,
+        calibration_error=_calibration_error(virial),
         wall_s=time.perf_counter() - start,
         fits=fits,
     )
+
+
+def _calibration_error(virial: dict[str, Any]) -> float:
+    """The relative error of an applied virial scale, else 0."""
+    if not virial.get("applied"):
+        return 0.0
+    return float(virial["error"]) / float(virial["scale"])
 
 
 def _open_folder(

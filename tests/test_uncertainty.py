@@ -12,6 +12,7 @@ from gala.units import DimensionlessUnitSystem
 
 from gala_deeppotential.mocks import PlummerTruth, plummer_sample
 from gala_deeppotential.pipeline import fit
+from gala_deeppotential.potential import fit_potential
 from gala_deeppotential.uncertainty import (
     BAND_SCALE,
     Band,
@@ -116,6 +117,10 @@ def test_band_edges_and_norm():
     assert band.contains(
         np.array([[2.0 + 0.99 * sigma[0, 0], 100.0]]) * u.km
     ).tolist() == [[True, False]]
+    shared = Band(value=value * u.km, members=members, scale=2.0, common=0.1)
+    np.testing.assert_allclose(
+        shared.sigma.value, np.sqrt(sigma**2 + (0.1 * value) ** 2)
+    )
     vectors = Band(
         value=np.array([[3.0], [4.0]]) * u.km,
         members=np.array([[[3.0], [4.0]], [[6.0], [8.0]]]) * u.km,
@@ -165,6 +170,15 @@ def test_main_virial_scale_is_applied_to_each_group(tiny, tiny_bands):
             pot.acceleration(q).value, 1.25 * plain.acceleration(q).value, rtol=1e-6
         )
     assert all(one.virial["scale"] == 1.25 for one in bands.fits)
+    # The scale's own error, shared by every fit, is added in quadrature.
+    assert bands.calibration_error == pytest.approx(0.01 / 1.25)
+    acc = bands.acceleration(q)
+    spread = acc.scale * np.std(acc.members.value, axis=0, ddof=1)
+    np.testing.assert_allclose(
+        acc.sigma.value, np.hypot(spread, 0.008 * np.abs(acc.value.value))
+    )
+    assert bands.circular_velocity(q).common == pytest.approx(0.004)
+    assert tiny_bands.calibration_error == 0.0
 
 
 def test_orbit_spread_has_one_orbit_per_group(tiny_bands):
@@ -209,36 +223,67 @@ def test_potential_bands_on_the_stages(tiny, tiny_bands):
 # ---------------------------------------------------------------------------
 # Coverage on a small sphere
 
-SMALL = {
-    "df_options": {"n_flows": 8, "epochs": 15},
-    "potential_options": {"n_samples": 4096, "n_steps": 400, "batch_size": 512},
-    "threads": 1,
-    "progress": False,
-}
 
+class PerturbedPlummer:
+    """K models of the Plummer DF that err independently of each other.
 
-def small_sphere_coverage(seed: int, resample: str = "stars") -> tuple[float, float]:
-    """Fraction of true |a| inside the 68% band at held-out stars with r < 3b.
-
-    Also returns that of a band a third as wide, which must hold fewer.
+    Member k's spatial gradient is the truth's times 1 + e_k(x), with e_k a
+    smooth random field (12 plane waves of wavelength about 2 b); the
+    ensemble's gradient is the members' mean, as a flow ensemble's nearly
+    is. A DF whose only error is the members' independent one: the regime
+    in which the bands of groups of members hold 68% by construction.
     """
-    truth = PlummerTruth()
-    x, v = truth.sample(8192, seed=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = fit(
-            truth.to_phase_space_position(x, v),
-            units=DimensionlessUnitSystem(),
-            seed=seed,
-            **SMALL,
+
+    MODES = 12
+
+    def __init__(self, n_flows: int, amplitude: float, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.truth = PlummerTruth()
+        self.k = rng.normal(scale=3.0, size=(n_flows, self.MODES, 3))
+        self.phase = rng.uniform(0, 2 * np.pi, size=(n_flows, self.MODES))
+        self.amp = amplitude * rng.normal(size=(n_flows, self.MODES))
+        self.amp /= np.sqrt(self.MODES)
+
+    @property
+    def n_flows(self) -> int:
+        return len(self.amp)
+
+    def select(self, members) -> PerturbedPlummer:
+        out = object.__new__(PerturbedPlummer)
+        out.truth = self.truth
+        out.k, out.phase, out.amp = (
+            a[list(members)] for a in (self.k, self.phase, self.amp)
         )
-    bands = result.bands(4, resample=resample, **RUN)
-    x_test, _ = truth.sample(4096, seed=seed + 100)
-    x_test = x_test[np.linalg.norm(x_test, axis=1) < 3]
-    acc = bands.acceleration(x_test.T).norm()
-    true = np.linalg.norm(truth.grad_phi(x_test), axis=1)
-    narrow = dataclasses.replace(acc, scale=acc.scale / 3)
-    return float(np.mean(acc.contains(true))), float(np.mean(narrow.contains(true)))
+        return out
+
+    def sample(self, n: int, seed: int):
+        return self.truth.sample(n, seed=seed)
+
+    def error(self, x: np.ndarray) -> np.ndarray:
+        waves = np.sin(np.einsum("kmi,ni->knm", self.k, x) + self.phase[:, None])
+        return np.einsum("knm,km->n", waves, self.amp) / self.n_flows
+
+    def grad_log_prob(self, x: np.ndarray, v: np.ndarray):
+        grad_x, grad_v = self.truth.grad_log_f(x, v)
+        return grad_x * (1 + self.error(x))[:, None], grad_v
+
+    def log_prob(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return self.truth.log_f(x, v)
+
+
+SMALL_PHI = {"n_samples": 4096, "n_steps": 400, "batch_size": 512}
+
+
+def perturbed_coverage(seed: int) -> float:
+    """Fraction of true |a| inside the 68% band at stars with r < 3 b."""
+    df = PerturbedPlummer(16, amplitude=0.6, seed=seed)
+    main = fit_potential(df, SMALL_PHI, seed=seed, **RUN)
+    bands = potential_bands(df, main, None, groups=4, seed=seed, **RUN)
+    x, _ = df.truth.sample(4096, seed=seed + 100)
+    x = x[np.linalg.norm(x, axis=1) < 3]
+    acc = bands.acceleration(x.T).norm()
+    true = np.linalg.norm(df.truth.grad_phi(x), axis=1)
+    return float(np.mean(acc.contains(true)))
 
 
 def test_resampled_stars_refit_the_flows(tiny, tmp_path):
@@ -290,3 +335,34 @@ def test_resampled_stars_need_the_stars(tiny):
     held = dataclasses.replace(tiny, data=None)
     with pytest.raises(ValueError, match="needs the stars"):
         held.bands(2, resample="stars", **RUN)
+
+
+# Measured with amplitude 0.6, 16 members in 4 groups, Φ on 4096 points for
+# 400 steps: coverage 0.66, 0.39, 0.70 and 0.64 for seeds 0-3 (pooled 0.60;
+# the Φ fits' own noise, which the main fit does not average down, keeps it
+# a little under 0.68). Twice as wide, as without the division by sqrt(G),
+# the band held 0.88 and 0.78 (seeds 0, 1); half as wide, 0.42 and 0.20.
+def test_bands_of_member_groups_cover_a_small_sphere():
+    assert 0.3 <= perturbed_coverage(0) <= 0.85
+
+
+@pytest.mark.slow
+def test_bands_of_member_groups_cover_a_small_sphere_over_seeds():
+    coverage = [perturbed_coverage(seed) for seed in range(4)]
+    assert all(0.3 <= c <= 0.85 for c in coverage)
+    assert 0.5 <= np.mean(coverage) <= 0.8
+
+
+def test_saved_bands_read_back(tiny_bands, tmp_path):
+    from gala_deeppotential.uncertainty import PotentialBands
+
+    tiny_bands.save(tmp_path / "bands")
+    back = PotentialBands.load(tmp_path / "bands")
+    q = _points()
+    for name in ("acceleration", "energy", "density"):
+        a, b = getattr(tiny_bands, name)(q), getattr(back, name)(q)
+        np.testing.assert_array_equal(a.value, b.value)
+        np.testing.assert_array_equal(a.sigma, b.sigma)
+    assert back.groups == tiny_bands.groups
+    with pytest.raises(FileNotFoundError, match=r"PotentialBands\.save"):
+        PotentialBands.load(tmp_path)
