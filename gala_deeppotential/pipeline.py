@@ -232,8 +232,7 @@ def fit(
     phase_space = _phase_space_record(data)
     noisy = _noisy_astrometry(data, errors)
     bound = _bind_selection(selection, data, exact=noisy is None)
-    if data.has_rv is not None and df_options.factorization == "joint":
-        df_options = dataclasses.replace(df_options, factorization="conditional")
+    df_options = _df_options_for(df_options, data)
     omega = _plain_pattern_speed(pattern_speed, units)
     stages = _stages(df_options, potential_options, seed, bound, noisy, omega)
     truncated = bound is not None and df_options.truncated
@@ -279,6 +278,13 @@ def fit(
         selection=bound,
         data=data,
     )
+
+
+def _df_options_for(options: DFOptions, data: PhaseSpaceData) -> DFOptions:
+    """The flows' options for these stars: conditional when radial velocities lack."""
+    if data.has_rv is not None and options.factorization == "joint":
+        return dataclasses.replace(options, factorization="conditional")
+    return options
 
 
 def _phase_space_record(data: PhaseSpaceData) -> dict[str, Any]:
