@@ -125,6 +125,7 @@ def _scores(start, end):
     return np.array(scores)
 
 
+@pytest.mark.slow
 def test_stationary_in_the_bar_frame_for_a_gyr(bar):
     # Counts, the bar's strength and phase and the velocity moments by
     # radius are unchanged after 1 Gyr in the rotating frame; in the bar held
