@@ -340,9 +340,11 @@ class FitResult:
 
         Examples
         --------
-        >>> bands = result.bands()  # doctest: +SKIP
-        >>> a = bands.acceleration([8.0, 0, 0] * u.kpc)  # doctest: +SKIP
-        >>> a.value, a.sigma  # doctest: +SKIP
+        With ``result`` from :func:`~gala_deeppotential.fit`::
+
+            bands = result.bands()
+            a = bands.acceleration([8.0, 0, 0] * u.kpc)
+            a.value, a.sigma  # the fit and the half-width of its 68% band
         """
         truncated = bool(self.config["df_options"].get("truncated"))
         return potential_bands(
