@@ -39,6 +39,7 @@ import warnings
 import astropy.units as u
 import numpy as np
 import torch
+from gala.potential import PotentialBase
 from gala.units import galactic
 from machine import describe
 
@@ -87,7 +88,9 @@ def _section(truth, bands, x_test: np.ndarray) -> dict:
     q = x_test.T * u.kpc
     acc = bands.acceleration(q)
     rho = bands.density(q)
-    pot = truth.potential() if callable(truth.potential) else truth.potential
+    pot = truth.potential
+    if not isinstance(pot, PotentialBase):  # PlummerTruth.potential() is a method
+        pot = pot()
     acc_true = pot.acceleration(q).to(acc.value.unit)
     rho_true = pot.density(q).to(rho.value.unit)
     bins = []
