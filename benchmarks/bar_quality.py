@@ -37,7 +37,7 @@ import warnings
 import astropy.units as u
 import numpy as np
 import torch
-from machine import describe
+from machine import finish
 
 from gala_deeppotential.mocks import BarDF, barred_galaxy_potential
 from gala_deeppotential.pipeline import fit
@@ -158,14 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
                 fitted.potential.save(args.save)
             if args.save_df:
                 fitted.df.save(args.save_df)
-    result["setup"] = {
-        "n_stars": args.n_stars,
-        "seed": args.seed,
-        "torch_threads": torch.get_num_threads(),
-        **describe(load_before),
-    }
-    print(json.dumps(result, indent=2, default=str))
-    return result
+    return finish(result, load_before, n_stars=args.n_stars, seed=args.seed)
 
 
 if __name__ == "__main__":

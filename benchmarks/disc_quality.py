@@ -30,14 +30,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 import warnings
 
 import numpy as np
 import torch
-from machine import describe
+from machine import finish
 
 from gala_deeppotential.gala_potential import DeepPotential
 from gala_deeppotential.meridional import compare_disc
@@ -140,14 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         fig = plot_disc_comparison(pot, truth.potential, x_test.T)
         fig.savefig(args.figure, dpi=120)
-    result["setup"] = {
-        "n_stars": args.n_stars,
-        "seed": args.seed,
-        "torch_threads": torch.get_num_threads(),
-        **describe(load_before),
-    }
-    print(json.dumps(result, indent=2, default=str))
-    return result
+    return finish(result, load_before, n_stars=args.n_stars, seed=args.seed)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["describe"]
+__all__ = ["describe", "finish"]
 
+import json
 import os
 import platform
 import time
@@ -21,3 +22,19 @@ def describe(load_before: tuple[float, float, float]) -> dict:
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
+
+
+def finish(result: dict, load_before: tuple[float, float, float], **setup) -> dict:
+    """Add the run's ``setup`` (with torch's threads and the machine) and print.
+
+    ``result`` gets ``setup``: the given fields, ``torch_threads`` and
+    :func:`describe`; it is printed as the benchmark's one JSON object and
+    returned.
+    """
+    result["setup"] = {
+        **setup,
+        "torch_threads": torch.get_num_threads(),
+        **describe(load_before),
+    }
+    print(json.dumps(result, indent=2, default=str))
+    return result

@@ -47,7 +47,7 @@ import warnings
 import astropy.units as u
 import numpy as np
 import torch
-from machine import describe
+from machine import finish
 
 from gala_deeppotential.gala_potential import DeepPotential
 from gala_deeppotential.healpix import ang2pix
@@ -273,14 +273,9 @@ def main(argv: list[str] | None = None) -> dict:
         plot_local(pot, truth.potential, SkyFrame().offset * u.kpc).savefig(
             args.figure, dpi=120
         )
-    result["setup"] = {
-        "seed": args.seed,
-        "df_options": options.get("df_options", {}),
-        "torch_threads": torch.get_num_threads(),
-        **describe(load_before),
-    }
-    print(json.dumps(result, indent=2, default=str))
-    return result
+    return finish(
+        result, load_before, seed=args.seed, df_options=options.get("df_options", {})
+    )
 
 
 def acceptance(result: dict) -> dict:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import time
 import warnings
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 from gala.potential import PotentialBase
 from gala.units import galactic
-from machine import describe
+from machine import finish
 
 from gala_deeppotential.mocks import PlummerTruth, ShuDiscDF, disc_galaxy_potential
 from gala_deeppotential.pipeline import fit
@@ -174,14 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "wall_s_fit": wall_fit,
                 "wall_s_bands": wall_bands,
             }
-    result["setup"] = {
-        "n_stars": args.n_stars,
-        "seed": args.seed,
-        "torch_threads": torch.get_num_threads(),
-        **describe(load_before),
-    }
-    print(json.dumps(result, indent=2, default=str))
-    return result
+    return finish(result, load_before, n_stars=args.n_stars, seed=args.seed)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "claim_folder",
     "load",
     "quantity_to_json",
     "save",
@@ -164,3 +165,33 @@ def quantity_to_json(q: u.Quantity | float) -> list:
     """A Quantity (or a plain number) as ``[value, unit string]``."""
     q = u.Quantity(q)
     return [float(q.value), str(q.unit)]
+
+
+def claim_folder(
+    folder: Path, manifest: Mapping[str, Any], *, name: str, kind: str, other: str
+) -> Path:
+    """Claim ``folder`` for the work ``manifest`` describes, or check it holds it.
+
+    The work is identified by ``manifest["sha256"]``: a folder whose manifest
+    file ``name`` records another raises (``other`` says what it holds, e.g.
+    "a checkpoint of a different fit (other stars or settings)"), as does a
+    folder with files but no manifest (``kind`` names the missing
+    checkpoint); an empty or new folder gets the manifest.
+    """
+    path = folder / name
+    if path.is_file():
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("sha256")
+        if recorded != manifest["sha256"]:
+            raise ValueError(
+                f"{folder} holds {other}; pass a new checkpoint_dir, or delete "
+                "that folder to start over"
+            )
+        return folder
+    if folder.is_dir() and any(folder.iterdir()):
+        raise ValueError(
+            f"{folder} is not empty and holds no {kind} ({name}); pass a new or "
+            "empty folder as checkpoint_dir"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    return folder

@@ -515,22 +515,10 @@ def _open_checkpoint(
     digest = hashlib.sha256(np.ascontiguousarray(w, dtype=np.float64).tobytes())
     settings = {"phase_space": phase_space, "config": stages}
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    manifest = {"sha256": digest.hexdigest(), **settings}
-    path = folder / _MANIFEST_FILE
-    if path.is_file():
-        recorded = json.loads(path.read_text(encoding="utf-8")).get("sha256")
-        if recorded != manifest["sha256"]:
-            raise ValueError(
-                f"{folder} holds a checkpoint of a different fit (other stars or "
-                "settings); pass a new checkpoint_dir, or delete that folder to "
-                "start over"
-            )
-        return folder
-    if folder.is_dir() and any(folder.iterdir()):
-        raise ValueError(
-            f"{folder} is not empty and holds no fit checkpoint ({_MANIFEST_FILE}); "
-            "pass a new or empty folder as checkpoint_dir"
-        )
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
-    return folder
+    return io.claim_folder(
+        folder,
+        {"sha256": digest.hexdigest(), **settings},
+        name=_MANIFEST_FILE,
+        kind="fit checkpoint",
+        other="a checkpoint of a different fit (other stars or settings)",
+    )

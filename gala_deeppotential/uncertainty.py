@@ -43,11 +43,13 @@ __all__ = [
 ]
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +105,9 @@ class Band:
     scale: float
     common: float = 0.0
 
-    @property
+    @cached_property
     def sigma(self) -> u.Quantity:
-        """Half-width of the band.
+        """Half-width of the band (computed once).
 
         ``scale`` times the members' standard deviation, and ``common``
         times the value, in quadrature.
@@ -225,7 +227,7 @@ class PotentialBands:
 
         ``folder`` gets ``main.yml``, ``group_0.yml``, ... (each with its
         ``.pt`` model file, readable by ``gala.potential.load``) and
-        ``bands.json`` with the groups and the band's settings; read it all
+        ``saved_bands.json`` with the groups and the band's settings; read it all
         back with :meth:`load`.
         """
         folder = Path(folder)
@@ -485,22 +487,17 @@ def _open_folder(
     """Claim ``checkpoint_dir`` for these bands, or check that it holds them."""
     if checkpoint_dir is None:
         return None
-    folder = Path(checkpoint_dir)
-    manifest = {
+    settings = {
         "groups": [list(m) for m in member_sets],
         "seed": seed,
         "main_fit_sha256": io.state_checksum(*potential_fit.net.to_state()),
         "resampled_stars": stars is not None,
     }
-    path = folder / _MANIFEST_FILE
-    if path.is_file():
-        if json.loads(path.read_text(encoding="utf-8")) != manifest:
-            raise ValueError(
-                f"{folder} holds the error bars of another fit (other groups, "
-                "seed or main fit); pass a new checkpoint_dir, or delete that "
-                "folder to start over"
-            )
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return folder
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    return io.claim_folder(
+        Path(checkpoint_dir),
+        {"sha256": digest.hexdigest(), **settings},
+        name=_MANIFEST_FILE,
+        kind="error-bar checkpoint",
+        other="the error bars of another fit (other groups, seed or main fit)",
+    )
