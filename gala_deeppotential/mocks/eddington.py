@@ -13,6 +13,7 @@ from gala.potential import PotentialBase
 from gala.units import DimensionlessUnitSystem, UnitSystem
 from scipy.integrate import cumulative_trapezoid
 from scipy.optimize import brentq
+from scipy.special import gamma
 
 from ..directions import random_directions
 from ..phasespace import strip_units
@@ -37,90 +38,14 @@ _N_SPEED = 256
 _CHUNK = 2**22
 
 
-class EddingtonDF:
-    r"""The isotropic DF of a tracer in a spherical potential, by Eddington inversion.
+class _SphericalTracer:
+    """A tracer of a spherical potential whose DF is found by an Abel inversion.
 
-    With the relative potential :math:`\Psi(r) = \Phi(r_{\max}) - \Phi(r)`,
-    the binding energy :math:`\mathcal{E} = \Phi(r_{\max}) - E` and the
-    tracer density :math:`\nu(r)`, normalised to unit mass within
-    :math:`r_{\max}`, Eddington's formula (Binney & Tremaine 2008, eq. 4.46b)
-
-    .. math::
-
-        f(\mathcal{E}) = \frac{1}{\sqrt{8}\,\pi^2} \left[
-            \int_0^{\mathcal{E}} \frac{d^2\nu}{d\Psi^2}
-            \frac{d\Psi}{\sqrt{\mathcal{E} - \Psi}}
-            + \frac{1}{\sqrt{\mathcal{E}}} \left(\frac{d\nu}{d\Psi}\right)_{\Psi=0}
-        \right]
-
-    is evaluated numerically on a logarithmic radius grid. The derivative
-    :math:`h = d\nu/d\Psi = (d\nu/d\ln r)/(d\Psi/d\ln r)` comes from finite
-    differences of :math:`\ln\nu` and the potential's exact radial force.
-    Taking :math:`h` linear in :math:`\Psi` on each grid interval, the
-    substitution :math:`t = \sqrt{\mathcal{E} - \Psi}` integrates each
-    interval exactly, to :math:`2\Delta h / (t_i + t_{i+1})`, so the
-    :math:`1/\sqrt{\mathcal{E}-\Psi}` singularity never meets a quadrature
-    node and no second difference of noisy :math:`h` is taken.
-    :math:`f` is tabulated at the grid's binding energies and interpolated in
-    :math:`\ln f` against :math:`\ln\mathcal{E}`.
-
-    The tracer is truncated at :math:`r_{\max}`: stars with
-    :math:`E \geq \Phi(r_{\max})` are absent, which changes the density by
-    :math:`\nu(r_{\max})`, far below sampling noise for the default range.
-
-    Parameters
-    ----------
-    potential : :class:`~gala.potential.PotentialBase`
-        Any spherical gala potential (about its ``origin``).
-    density : :class:`~gala.potential.PotentialBase` or callable, optional
-        The tracer: a gala potential whose mass density is the tracer density
-        (centred on the same origin), or a function ``density(r)`` of the
-        radius from the origin, a float array in the potential's length unit,
-        returning numbers proportional to the tracer density (the
-        normalisation is irrelevant). Default: the potential's own density,
-        a self-consistent model.
-    r_range : tuple of :class:`~astropy.units.Quantity` [length] or float, optional
-        Radii ``(r_min, r_max)`` of the grid (floats in the potential's length
-        unit). Default :math:`(10^{-4}, 10^4)\, r_{1/2}`, where
-        :math:`r_{1/2}` is the radius at which :math:`\Phi` is half its central
-        value; pass it for a potential with an infinite centre or one that
-        does not vanish at infinity.
-    n_grid : int
-        Radius grid points. The error of :math:`f` falls as about
-        :math:`n_{\rm grid}^{-1.5}`: at 4096, f of the Plummer and Hernquist
-        spheres is within 4e-4 and 1.1e-4 of the analytic one for
-        :math:`-0.999 \le E \le -0.01` (G = M = scale radius = 1), and the
-        table takes 0.3 s.
-
-    Attributes
-    ----------
-    units : :class:`~gala.units.UnitSystem`
-        The potential's unit system, that of every array.
-    r_grid : :class:`numpy.ndarray`
-        The radius grid.
-    energy_table, f_table : :class:`numpy.ndarray`
-        Energies :math:`E = \Phi(r)` at the grid's inner radii and
-        :math:`f(E)` there (the innermost and outermost nodes are left out).
-
-    Raises
-    ------
-    ValueError
-        For a potential or tracer that is not spherical about the
-        potential's origin, a force that is not attractive, a tracer density
-        that is not positive and finite over ``r_range``, or an inconsistent
-        pair: one for which :math:`f < 0` somewhere, so that no isotropic
-        stationary DF exists.
-
-    Examples
-    --------
-    >>> from gala.potential import HernquistPotential
-    >>> edd = EddingtonDF(HernquistPotential(m=1.0, c=1.0, units=None))
-    >>> q = np.sqrt(0.5)  # Hernquist (1990) eq. 17 at E = -0.5
-    >>> exact = (3 * np.arcsin(q) + q * np.sqrt(1 - q**2) * (1 - 2 * q**2)
-    ...          * (8 * q**4 - 8 * q**2 - 3)) / (1 - q**2) ** 2.5
-    >>> exact /= np.sqrt(2) * (2 * np.pi) ** 3
-    >>> bool(abs(edd.f(np.array([-0.5]))[0] / exact - 1) < 1e-3)
-    True
+    Holds what isotropic and anisotropic inversions share: the radius grid,
+    the checks of the input, the tracer's cumulative mass and the radius
+    sampler, and a table of the energy factor of the DF against binding
+    energy. Subclasses give ``_invert``, which turns the tracer density on the
+    grid into that table.
     """
 
     def __init__(
@@ -219,7 +144,7 @@ class EddingtonDF:
             )
 
     def _tabulate(self, r: np.ndarray, nu: np.ndarray) -> None:
-        """Tabulate Ψ, the tracer's cumulative mass and f(E) on the grid ``r``."""
+        """Tabulate Ψ, the tracer's cumulative mass and f on the grid ``r``."""
         if nu.shape != r.shape or not np.all(np.isfinite(nu) & (nu > 0)):
             bad = r[~(np.isfinite(nu) & (nu > 0))] if nu.shape == r.shape else r
             raise ValueError(
@@ -253,17 +178,15 @@ class EddingtonDF:
         self._log_r = s
         self._phi_max = phi[-1]
         psi = phi[-1] - phi
-        h = nu * dlnnu / (-r * g_r) / total
-        f = _eddington_f(psi, h)
+        f = self._invert(r, nu / total, psi, -r * g_r)
         if np.any(f < -_NEGATIVE_F_RTOL * np.max(np.abs(f))):
             where = phi[1:-1][f < 0]
             raise ValueError(
-                "the Eddington inversion gives f(E) < 0 for energies "
-                f"{where.min():.3g} <= E <= {where.max():.3g}: no isotropic "
-                "stationary DF makes this tracer density in this potential "
-                "(e.g. a cored tracer in a cusped potential, or a density that "
-                "does not fall with radius). Use a consistent tracer-potential "
-                "pair, e.g. a cuspier tracer, or the potential's own density"
+                f"the inversion gives f < 0 for energies {where.min():.3g} <= E "
+                f"<= {where.max():.3g}: no {self._kind} stationary DF makes this "
+                "tracer density in this potential (e.g. a cored tracer in a "
+                "cusped potential, or a density that does not fall with radius). "
+                f"{self._negative_f_fix}"
             )
         self.r_grid = r
         self.energy_table = phi[1:-1]
@@ -288,6 +211,144 @@ class EddingtonDF:
         bound = eps > 0
         out[bound] = np.exp(np.interp(np.log(eps[bound]), self._log_eps, self._log_f))
         return out
+
+    def to_phase_space_position(self, x: np.ndarray, v: np.ndarray):
+        """Wrap (N, 3) arrays as a :class:`~gala.dynamics.PhaseSpacePosition`."""
+        return _phase_space_position(x, v, self.units)
+
+    def _radius_at_mass(self, fraction: np.ndarray) -> np.ndarray:
+        """Inverse of the tracer's cumulative mass, a power law inside r_min."""
+        log_u = np.log(fraction)
+        log_r = np.interp(log_u, self._log_mass, self._log_r)
+        inner = log_u < self._log_mass[0]
+        log_r[inner] = (
+            self._log_r[0] + (log_u[inner] - self._log_mass[0]) / self._inner_slope
+        )
+        return np.exp(log_r)
+
+    def _speed_fraction(
+        self, psi: np.ndarray, uniform: np.ndarray, power: float = 2.0
+    ) -> np.ndarray:
+        r"""Draw :math:`q = w/w_{\max}` with density :math:`q^p f(\Psi (1 - q^2))`.
+
+        :math:`w_{\max} = \sqrt{2\Psi}`; for an isotropic DF :math:`w` is the
+        speed and :math:`p = 2`.
+
+        Each star's CDF is the trapezoid integral over ``_N_SPEED`` nodes,
+        inverted by linear interpolation; stars are done in chunks.
+        """
+        q = np.linspace(0.0, 1.0, _N_SPEED)
+        out = np.empty(psi.size)
+        for rows in np.array_split(
+            np.arange(psi.size), max(1, psi.size * _N_SPEED // _CHUNK)
+        ):
+            pdf = q**power * self._f_binding(psi[rows, None] * (1 - q**2))
+            cdf = cumulative_trapezoid(pdf, q, axis=1, initial=0.0)
+            cdf /= cdf[:, -1:]
+            target = uniform[rows, None]
+            # cdf[0] = 0 < target <= 1 = cdf[-1], so 1 <= k <= _N_SPEED - 1.
+            k = np.minimum(np.sum(cdf < target, axis=1), _N_SPEED - 1)
+            lo = np.take_along_axis(cdf, k[:, None] - 1, axis=1)[:, 0]
+            hi = np.take_along_axis(cdf, k[:, None], axis=1)[:, 0]
+            out[rows] = q[k - 1] + (uniform[rows] - lo) / (hi - lo) * (q[k] - q[k - 1])
+        return out
+
+
+class EddingtonDF(_SphericalTracer):
+    r"""The isotropic DF of a tracer in a spherical potential, by Eddington inversion.
+
+    With the relative potential :math:`\Psi(r) = \Phi(r_{\max}) - \Phi(r)`,
+    the binding energy :math:`\mathcal{E} = \Phi(r_{\max}) - E` and the
+    tracer density :math:`\nu(r)`, normalised to unit mass within
+    :math:`r_{\max}`, Eddington's formula (Binney & Tremaine 2008, eq. 4.46b)
+
+    .. math::
+
+        f(\mathcal{E}) = \frac{1}{\sqrt{8}\,\pi^2} \left[
+            \int_0^{\mathcal{E}} \frac{d^2\nu}{d\Psi^2}
+            \frac{d\Psi}{\sqrt{\mathcal{E} - \Psi}}
+            + \frac{1}{\sqrt{\mathcal{E}}} \left(\frac{d\nu}{d\Psi}\right)_{\Psi=0}
+        \right]
+
+    is evaluated numerically on a logarithmic radius grid. The derivative
+    :math:`h = d\nu/d\Psi = (d\nu/d\ln r)/(d\Psi/d\ln r)` comes from finite
+    differences of :math:`\ln\nu` and the potential's exact radial force.
+    Taking :math:`h` linear in :math:`\Psi` on each grid interval, the
+    substitution :math:`t = \sqrt{\mathcal{E} - \Psi}` integrates each
+    interval exactly, to :math:`2\Delta h / (t_i + t_{i+1})`, so the
+    :math:`1/\sqrt{\mathcal{E}-\Psi}` singularity never meets a quadrature
+    node and no second difference of noisy :math:`h` is taken.
+    :math:`f` is tabulated at the grid's binding energies and interpolated in
+    :math:`\ln f` against :math:`\ln\mathcal{E}`.
+
+    The tracer is truncated at :math:`r_{\max}`: stars with
+    :math:`E \geq \Phi(r_{\max})` are absent, which changes the density by
+    :math:`\nu(r_{\max})`, far below sampling noise for the default range.
+
+    Parameters
+    ----------
+    potential : :class:`~gala.potential.PotentialBase`
+        Any spherical gala potential (about its ``origin``).
+    density : :class:`~gala.potential.PotentialBase` or callable, optional
+        The tracer: a gala potential whose mass density is the tracer density
+        (centred on the same origin), or a function ``density(r)`` of the
+        radius from the origin, a float array in the potential's length unit,
+        returning numbers proportional to the tracer density (the
+        normalisation is irrelevant). Default: the potential's own density,
+        a self-consistent model.
+    r_range : tuple of :class:`~astropy.units.Quantity` [length] or float, optional
+        Radii ``(r_min, r_max)`` of the grid (floats in the potential's length
+        unit). Default :math:`(10^{-4}, 10^4)\, r_{1/2}`, where
+        :math:`r_{1/2}` is the radius at which :math:`\Phi` is half its central
+        value; pass it for a potential with an infinite centre or one that
+        does not vanish at infinity.
+    n_grid : int
+        Radius grid points. The error of :math:`f` falls as about
+        :math:`n_{\rm grid}^{-1.5}`: at 4096, f of the Plummer and Hernquist
+        spheres is within 4e-4 and 1.1e-4 of the analytic one for
+        :math:`-0.999 \le E \le -0.01` (G = M = scale radius = 1), and the
+        table takes 0.3 s.
+
+    Attributes
+    ----------
+    units : :class:`~gala.units.UnitSystem`
+        The potential's unit system, that of every array.
+    r_grid : :class:`numpy.ndarray`
+        The radius grid.
+    energy_table, f_table : :class:`numpy.ndarray`
+        Energies :math:`E = \Phi(r)` at the grid's inner radii and
+        :math:`f(E)` there (the innermost and outermost nodes are left out).
+
+    Raises
+    ------
+    ValueError
+        For a potential or tracer that is not spherical about the
+        potential's origin, a force that is not attractive, a tracer density
+        that is not positive and finite over ``r_range``, or an inconsistent
+        pair: one for which :math:`f < 0` somewhere, so that no isotropic
+        stationary DF exists.
+
+    Examples
+    --------
+    >>> from gala.potential import HernquistPotential
+    >>> edd = EddingtonDF(HernquistPotential(m=1.0, c=1.0, units=None))
+    >>> q = np.sqrt(0.5)  # Hernquist (1990) eq. 17 at E = -0.5
+    >>> exact = (3 * np.arcsin(q) + q * np.sqrt(1 - q**2) * (1 - 2 * q**2)
+    ...          * (8 * q**4 - 8 * q**2 - 3)) / (1 - q**2) ** 2.5
+    >>> exact /= np.sqrt(2) * (2 * np.pi) ** 3
+    >>> bool(abs(edd.f(np.array([-0.5]))[0] / exact - 1) < 1e-3)
+    True
+    """
+
+    _kind = "isotropic"
+    _negative_f_fix = (
+        "Use a consistent tracer-potential pair, e.g. a cuspier tracer, or the "
+        "potential's own density"
+    )
+
+    def _invert(self, r, nu, psi, dpsi_dlnr) -> np.ndarray:
+        """Eddington's f at the grid's inner binding energies."""
+        return abel_inverse(r, nu, psi, dpsi_dlnr, 1.5) / (2**1.5 * np.pi**1.5)
 
     def f(self, energy: np.ndarray) -> np.ndarray:
         r"""The DF :math:`f(E)` at specific energies ``energy``, zero for unbound ones.
@@ -389,62 +450,69 @@ class EddingtonDF:
         x = self._origin + r[:, None] * random_directions(n, rng)
         return x, speed[:, None] * random_directions(n, rng)
 
-    def to_phase_space_position(self, x: np.ndarray, v: np.ndarray):
-        """Wrap (N, 3) arrays as a :class:`~gala.dynamics.PhaseSpacePosition`."""
-        return _phase_space_position(x, v, self.units)
 
-    def _radius_at_mass(self, fraction: np.ndarray) -> np.ndarray:
-        """Inverse of the tracer's cumulative mass, a power law inside r_min."""
-        log_u = np.log(fraction)
-        log_r = np.interp(log_u, self._log_mass, self._log_r)
-        inner = log_u < self._log_mass[0]
-        log_r[inner] = (
-            self._log_r[0] + (log_u[inner] - self._log_mass[0]) / self._inner_slope
-        )
-        return np.exp(log_r)
+def abel_inverse(
+    r: np.ndarray, g: np.ndarray, psi: np.ndarray, dpsi_dlnr: np.ndarray, order: float
+) -> np.ndarray:
+    r"""The Riemann–Liouville derivative :math:`D^p g` of order ``order`` in Ψ.
 
-    def _speed_fraction(self, psi: np.ndarray, uniform: np.ndarray) -> np.ndarray:
-        r"""Draw :math:`q = v/v_{\rm esc}` with density :math:`q^2 f(\Psi (1 - q^2))`.
+    Inverts :math:`g(\Psi) = \frac{1}{\Gamma(p)} \int_0^\Psi F(Q)
+    (\Psi - Q)^{p - 1} dQ` for :math:`F`, at the grid's inner nodes. With
+    :math:`m = \lceil p \rceil` and :math:`\mu = m - p`,
 
-        Each star's CDF is the trapezoid integral over ``_N_SPEED`` nodes,
-        inverted by linear interpolation; stars are done in chunks.
-        """
-        q = np.linspace(0.0, 1.0, _N_SPEED)
-        out = np.empty(psi.size)
-        for rows in np.array_split(
-            np.arange(psi.size), max(1, psi.size * _N_SPEED // _CHUNK)
-        ):
-            pdf = q**2 * self._f_binding(psi[rows, None] * (1 - q**2))
-            cdf = cumulative_trapezoid(pdf, q, axis=1, initial=0.0)
-            cdf /= cdf[:, -1:]
-            target = uniform[rows, None]
-            # cdf[0] = 0 < target <= 1 = cdf[-1], so 1 <= k <= _N_SPEED - 1.
-            k = np.minimum(np.sum(cdf < target, axis=1), _N_SPEED - 1)
-            lo = np.take_along_axis(cdf, k[:, None] - 1, axis=1)[:, 0]
-            hi = np.take_along_axis(cdf, k[:, None], axis=1)[:, 0]
-            out[rows] = q[k - 1] + (uniform[rows] - lo) / (hi - lo) * (q[k] - q[k - 1])
-        return out
+    .. math::
 
+        D^p g(\mathcal{E}) = \frac{1}{\Gamma(\mu)} \left[
+            \int_0^{\mathcal{E}} \frac{dh/d\Psi}{(\mathcal{E} - \Psi)^{1 - \mu}}
+            d\Psi + \frac{h(0)}{\mathcal{E}^{1 - \mu}} \right],
+        \qquad h = \frac{d^{m-1} g}{d\Psi^{m-1}},
 
-def _eddington_f(psi: np.ndarray, h: np.ndarray) -> np.ndarray:
-    r"""Eddington's f at :math:`\mathcal{E} = \Psi_j` for the inner nodes j = 1..N-2.
+    dropping the terms in :math:`g(0), \dots` below order :math:`m - 1`,
+    which vanish for a tracer that vanishes at :math:`r_{\max}`. The
+    derivatives are finite differences in :math:`\ln r` (the first one of
+    :math:`\ln g`, accurate for power laws); taking :math:`h` linear in Ψ on
+    each grid interval, each interval's integral is exact, so the
+    singularity at :math:`\Psi = \mathcal{E}` never meets a node. For
+    integer ``order`` (:math:`\mu = 0`) :math:`D^p g = dh/d\Psi`.
 
-    ``psi`` decreases along the grid to zero at its last node; ``h`` is
-    :math:`d\nu/d\Psi` there. Interval i contributes
-    :math:`2 (h_i - h_{i+1}) / (t_i + t_{i+1})`, with
-    :math:`t = \sqrt{\max(\mathcal{E} - \Psi, 0)}`; intervals inside the
-    radius of :math:`\mathcal{E}` have :math:`t_i = t_{i+1} = 0` and drop out.
+    Parameters
+    ----------
+    r, g, psi, dpsi_dlnr : :class:`numpy.ndarray`
+        The radius grid, :math:`g` there, the relative potential Ψ
+        (decreasing along the grid to zero at its last node) and
+        :math:`d\Psi/d\ln r` (negative).
+    order : float
+        :math:`p > 0`.
+
+    Returns
+    -------
+    :class:`numpy.ndarray`
+        :math:`D^p g` at ``psi[1:-1]``.
     """
+    s = np.log(r)
+    m = int(np.ceil(order - 1e-12))
+    mu = m - order
+    h = g
+    for k in range(m - 1):
+        dh_ds = (
+            g * np.gradient(np.log(g), s, edge_order=2)
+            if k == 0
+            else (np.gradient(h, s, edge_order=2))
+        )
+        h = dh_ds / dpsi_dlnr
+    if mu < 1e-12:
+        return (np.gradient(h, s, edge_order=2) / dpsi_dlnr)[1:-1]
     eps = psi[1:-1]
-    dh = 2 * (h[:-1] - h[1:])
+    slope = (h[:-1] - h[1:]) / (psi[:-1] - psi[1:])
     integral = np.empty(eps.size)
     for rows in np.array_split(
         np.arange(eps.size), max(1, eps.size * psi.size // _CHUNK)
     ):
-        t = np.sqrt(np.clip(eps[rows, None] - psi, 0.0, None))
-        width = t[:, 1:] + t[:, :-1]
-        integral[rows] = np.sum(dh / np.where(width > 0, width, np.inf), axis=1)
-    return (integral + h[-1] / np.sqrt(eps)) / (np.sqrt(8.0) * np.pi**2)
+        # (E - Ψ)^μ at the nodes, zero inside the radius of E: intervals there
+        # drop out.
+        t = np.clip(eps[rows, None] - psi, 0.0, None) ** mu
+        integral[rows] = np.sum(slope * (t[:, 1:] - t[:, :-1]), axis=1) / mu
+    return (integral + h[-1] * eps ** (mu - 1)) / gamma(mu)
 
 
 def eddington_sample(
