@@ -12,7 +12,14 @@ with
 * ``exact_acc_rel_err_median`` (and ``_inner``): the same for Φ fitted to the
   truth's exact ∇ln f at 2^15 of its points (``fit_potential`` defaults), the
   floor set by the Φ fit alone;
-* ``wall_s``: the pipeline's wall time.
+* ``wall_s``: the pipeline's wall time;
+* ``df_bins``: where the flows err, per radial bin (edges 0, 1/4, 1/2, 1
+  and 3 scale radii): medians of the flows' ∇ₓ ln f and ∇ᵥ ln f projected
+  on the truth's, ∇·∇_true/|∇_true|² - 1 (``grad_x_bias``, ``grad_v_bias``:
+  negative where the flows flatten ln f), and of their relative errors
+  (``grad_x_err``, ``grad_v_err``). In an isotropic DF the force the
+  Boltzmann equation infers scales as ∇ₓ/∇ᵥ, so ``grad_x_bias -
+  grad_v_bias`` is about the a_r bias the flows cause there.
 
 The truths, all with scale radius 2 kpc and (but for ``tracers``) a mass of
 10^11 Msun:
@@ -41,6 +48,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import time
 import warnings
@@ -121,6 +129,32 @@ def _score(potential, truth, x_test: np.ndarray) -> dict:
     }
 
 
+def _df_bins(df, truth, seed: int) -> list[dict]:
+    """The flows' gradient errors against the truth's, by radial bin."""
+    a = SCALE.to_value(u.kpc)
+    x, v = truth.sample(2**15, seed=seed + 30_000)
+    r = np.linalg.norm(x, axis=1)
+    keep = r < 3 * a
+    x, v, r = x[keep], v[keep], r[keep]
+    exact = truth.grad_log_f(x, v)
+    fitted = [g.detach().cpu().double().numpy() for g in df.grad_log_prob(x, v)]
+    rows = []
+    for lo, hi in itertools.pairwise(np.array([0, 0.25, 0.5, 1.0, 3.0]) * a):
+        pick = (r >= lo) & (r < hi)
+        row = {"r_kpc": [float(lo), float(hi)], "n": int(pick.sum())}
+        for axis, g, t in zip("xv", fitted, exact, strict=True):
+            g, t = g[pick], t[pick]
+            norm2 = np.sum(t * t, axis=1)
+            row[f"grad_{axis}_bias"] = float(
+                np.median(np.sum(g * t, axis=1) / norm2 - 1)
+            )
+            row[f"grad_{axis}_err"] = float(
+                np.median(np.linalg.norm(g - t, axis=1) / np.sqrt(norm2))
+            )
+        rows.append(row)
+    return rows
+
+
 def _exact(truth, seed: int, x_test: np.ndarray, options: dict, device: str) -> dict:
     """Φ fitted to the truth's exact gradients: the floor of the Φ fit."""
     n = options.get("n_samples", 2**15)
@@ -162,6 +196,7 @@ def _run(name: str, seed: int, args, df_options: dict, phi_options: dict) -> dic
     run["wall_s"] = time.perf_counter() - start
     if not args.no_exact:
         run.update(_exact(truth, seed, x_test, phi_options, args.device))
+    run["df_bins"] = _df_bins(fitted.df, truth, seed)
     run["virial"] = fitted.potential_fit.virial
     return run
 
