@@ -43,12 +43,14 @@ Usage::
     python benchmarks/truths_quality.py --work runs/truths         # ~2 hours
     python benchmarks/truths_quality.py --truths om_plummer --seeds 1
     python benchmarks/truths_quality.py --truths tangential --quick  # a smoke run
+    python benchmarks/truths_quality.py --df-options '{"radial_profile": true}'
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import time
 import warnings
@@ -212,6 +214,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work", default=None, help="folder that keeps the fits")
+    parser.add_argument(
+        "--df-options", default="{}", help="JSON of DFOptions fields for the flows"
+    )
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
     if args.threads:
@@ -222,7 +227,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.n_stars = 2**13
         df_options = {"n_flows": 4, "epochs": 2}
         phi_options = {"n_samples": 2**12, "n_steps": 200}
-    result: dict = {}
+    df_options.update(json.loads(args.df_options))
+    result: dict = {"df_options": df_options}
     for name in args.truths.split(","):
         if name not in TRUTHS:
             parser.error(f"unknown truth {name!r}; choose from {', '.join(TRUTHS)}")

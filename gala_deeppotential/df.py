@@ -88,6 +88,12 @@ class FlowOptions:
         disc of ``benchmarks/disc_quality.py`` the flows did better without
         it (forces 1.33-1.60% against 1.75-1.89% over three seeds). The
         fitted ensemble's ``standardizer`` records it.
+    radial_profile : bool
+        Map the positions through a
+        :class:`~gala_deeppotential.radial_map.RadialProfileMap` before the
+        flows: a fitted radial density profile becomes a unit Gaussian, so
+        the flows learn only the departures from it, and a core's curvature
+        (or a cusp) is not smoothed away. The positions then skip the asinh.
     factorization : {"joint", "conditional"}
         Each member as one flow over the six coordinates (``"joint"``, as
         in Green & Ting 2020), or as a flow of the positions times a flow of
@@ -105,6 +111,7 @@ class FlowOptions:
     activation: str = "silu"
     asinh_axes: tuple[int, ...] = (0, 1, 2)
     rotation: bool | None = False
+    radial_profile: bool = False
     factorization: str = "joint"
 
     def __post_init__(self) -> None:
@@ -206,7 +213,8 @@ class FlowEnsemble:
         architecture = options_dict(self.options)
         n_members = architecture.pop("n_flows")
         # The standardizer's settings, not the flows'.
-        del architecture["asinh_axes"], architecture["rotation"]
+        for name in ("asinh_axes", "rotation", "radial_profile"):
+            del architecture[name]
         return build_flow(
             6,
             n_members=n_members,

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .radial_map import RadialProfileMap
+
 
 class Standardizer:
     r"""Invertible per-axis map from phase space to the flows' scaled coordinates.
@@ -69,6 +71,11 @@ class Standardizer:
     rotation_speed, rotation_radius : float
         :math:`v_0` [speed] and :math:`R_0 > 0` [length] of the rotation
         subtracted from six-dimensional points; none when :math:`v_0 = 0`.
+    radial_map : dict or :class:`~.radial_map.RadialProfileMap`, optional
+        A radial map of the positions (the first three axes) applied after
+        the rotation and before the asinh stage, which takes the stars'
+        fitted density profile to a unit Gaussian; its log-Jacobian joins
+        the positions'. None: no map.
 
     Examples
     --------
@@ -89,6 +96,7 @@ class Standardizer:
         asinh_axes: Sequence[int] = (),
         rotation_speed: float = 0.0,
         rotation_radius: float = 1.0,
+        radial_map: dict[str, Any] | RadialProfileMap | None = None,
     ) -> None:
         self.shift = torch.as_tensor(shift, dtype=torch.float64).flatten()
         self.scale = torch.as_tensor(scale, dtype=torch.float64).flatten()
@@ -118,6 +126,11 @@ class Standardizer:
             raise ValueError(
                 f"a rotation can only be subtracted from 6-D points, not {dim}-D"
             )
+        if isinstance(radial_map, dict):
+            radial_map = RadialProfileMap.from_dict(radial_map)
+        self.radial_map = radial_map
+        if radial_map is not None and dim < 3:
+            raise ValueError(f"a radial map needs 3-D positions, not {dim}-D points")
 
     @property
     def dim(self) -> int:
@@ -130,6 +143,7 @@ class Standardizer:
         data: np.ndarray | torch.Tensor,
         asinh_axes: Sequence[int] = (0, 1, 2),
         rotation: bool | None = None,
+        radial_profile: bool = False,
     ) -> Standardizer:
         r"""Fit the shifts and scales to a sample.
 
@@ -152,6 +166,10 @@ class Standardizer:
             :func:`fit_rotation_curve`) removes more than
             :data:`ROTATION_VARIANCE_FRACTION` of the velocity variance: a
             rotating disc, but not a non-rotating sphere.
+        radial_profile : bool
+            Map the positions through a
+            :class:`~gala_deeppotential.radial_map.RadialProfileMap` fitted
+            to them about their median; the positions then skip the asinh.
 
         Returns
         -------
@@ -170,14 +188,21 @@ class Standardizer:
         if not bool(complete.all()):
             # Stars with missing values (velocities without a radial velocity)
             # inform the axes they have.
-            return cls._fit_incomplete(y, complete, asinh_axes, rotation)
-        spin = {}
+            return cls._fit_incomplete(
+                y, complete, asinh_axes, rotation, radial_profile
+            )
+        spin: dict[str, Any] = {}
         if dim == 6 and rotation is not False:
             v0, R0, removed = fit_rotation_curve(y.numpy())
             if rotation or removed > ROTATION_VARIANCE_FRACTION:
                 spin = {"rotation_speed": v0, "rotation_radius": R0}
                 y = torch.cat([y[:, :3], y[:, 3:] - _rotation(y[:, :3], v0, R0)], 1)
         axes = tuple(int(i) for i in asinh_axes)
+        if radial_profile:
+            profile = RadialProfileMap.fit(y[:, :3].numpy())
+            spin["radial_map"] = profile.to_dict()
+            y = torch.cat([profile.forward(y[:, :3])[0], y[:, 3:]], 1)
+            axes = tuple(i for i in axes if i >= 3)
         center = torch.zeros(dim, dtype=torch.float64)
         width = torch.ones(dim, dtype=torch.float64)
         if axes:
@@ -209,13 +234,14 @@ class Standardizer:
         complete: torch.Tensor,
         asinh_axes: Sequence[int],
         rotation: bool | None,
+        radial_profile: bool,
     ) -> Standardizer:
         """:meth:`fit` where some values are NaN (velocities of stars without a
         radial velocity): the rotation from the complete stars, each axis's
         centre and scale from the stars that have it."""
         if int(complete.sum()) < 2:
             raise ValueError("fewer than two stars have every coordinate")
-        params = cls.fit(y[complete], asinh_axes, rotation).to_dict()
+        params = cls.fit(y[complete], asinh_axes, rotation, radial_profile).to_dict()
         center, width = params["asinh_center"], params["asinh_scale"]
         for axis in params["asinh_axes"]:
             known = y[torch.isfinite(y[:, axis]), axis]
@@ -238,16 +264,30 @@ class Standardizer:
         For six-dimensional points (the rotation's shear has unit Jacobian);
         each part has shape ``(...)``.
         """
-        per_axis = self._asinh_log_jacobian(y) - torch.log(self.scale.to(y))
+        per_axis = self._asinh_log_jacobian(self._mapped(y)) - torch.log(
+            self.scale.to(y)
+        )
         half = self.dim // 2
-        return per_axis[..., :half].sum(dim=-1), per_axis[..., half:].sum(dim=-1)
+        positions = per_axis[..., :half].sum(dim=-1) + self._map_log_jacobian(y)
+        return positions, per_axis[..., half:].sum(dim=-1)
 
     def _pre(self, y: torch.Tensor) -> torch.Tensor:
-        """The rotation and asinh stages, :math:`y \\mapsto u`."""
+        """The rotation, radial-map and asinh stages, :math:`y \\mapsto u`."""
         if self.rotation_speed != 0:
             spin = _rotation(y[..., :3], self.rotation_speed, self.rotation_radius)
             y = torch.cat([y[..., :3], y[..., 3:] - spin], dim=-1)
-        return self._asinh(y)
+        return self._asinh(self._mapped(y))
+
+    def _mapped(self, y: torch.Tensor) -> torch.Tensor:
+        """``y`` with its positions through the radial map (if any)."""
+        if self.radial_map is None:
+            return y
+        return torch.cat([self.radial_map.forward(y[..., :3])[0], y[..., 3:]], -1)
+
+    def _map_log_jacobian(self, y: torch.Tensor) -> torch.Tensor:
+        if self.radial_map is None:
+            return torch.zeros(y.shape[:-1], dtype=y.dtype, device=y.device)
+        return self.radial_map.log_abs_det_jacobian(y[..., :3])
 
     def _asinh(self, y: torch.Tensor) -> torch.Tensor:
         center = self.asinh_center.to(y)
@@ -265,6 +305,8 @@ class Standardizer:
         u = s * self.scale.to(s) + self.shift.to(s)
         mapped = torch.sinh(u) * self.asinh_scale.to(s) + self.asinh_center.to(s)
         y = torch.where(self._asinh_mask.to(s.device), mapped, u)
+        if self.radial_map is not None:
+            y = torch.cat([self.radial_map.inverse(y[..., :3]), y[..., 3:]], -1)
         if self.rotation_speed != 0:
             spin = _rotation(y[..., :3], self.rotation_speed, self.rotation_radius)
             y = torch.cat([y[..., :3], y[..., 3:] + spin], dim=-1)
@@ -277,8 +319,12 @@ class Standardizer:
         caller's units. The rotation's shear has unit Jacobian and adds
         nothing.
         """
-        per_axis = self._asinh_log_jacobian(y)
-        return per_axis.sum(dim=-1) - torch.log(self.scale.to(y)).sum()
+        per_axis = self._asinh_log_jacobian(self._mapped(y))
+        return (
+            per_axis.sum(dim=-1)
+            + self._map_log_jacobian(y)
+            - torch.log(self.scale.to(y)).sum()
+        )
 
     def _asinh_log_jacobian(self, y: torch.Tensor) -> torch.Tensor:
         r"""Per axis, the asinh stage's :math:`\ln|\partial u_i/\partial y_i|`
@@ -303,6 +349,8 @@ class Standardizer:
         if self.rotation_speed != 0:
             out["rotation_speed"] = self.rotation_speed
             out["rotation_radius"] = self.rotation_radius
+        if self.radial_map is not None:
+            out["radial_map"] = self.radial_map.to_dict()
         return out
 
     @classmethod
@@ -314,7 +362,10 @@ class Standardizer:
         spin = (
             f", rotation_speed={self.rotation_speed:.4g}" if self.rotation_speed else ""
         )
-        return f"Standardizer(dim={self.dim}, asinh_axes={self.asinh_axes}{spin})"
+        profile = ", radial_map" if self.radial_map is not None else ""
+        return (
+            f"Standardizer(dim={self.dim}, asinh_axes={self.asinh_axes}{spin}{profile})"
+        )
 
 
 #: The fraction of the velocity variance a fitted rotation curve must remove

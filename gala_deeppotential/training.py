@@ -373,8 +373,9 @@ class FlowTrainer:
         n_val = max(1, round(settings["validation_fraction"] * len(y)))
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
         y_val, y_train = y[order[:n_val]], y[order[n_val:]]
+        options = ensemble.options
         self.scaler = Standardizer.fit(
-            y_train, ensemble.options.asinh_axes, ensemble.options.rotation
+            y_train, options.asinh_axes, options.rotation, options.radial_profile
         )
         self.flow = ensemble.build_flow(seed, first)
         self.normalizer = None

@@ -25,6 +25,7 @@ LAYERS = {
     "directions": 0,
     "healpix": 0,
     "tables": 0,
+    "radial_map": 0,
     "phasespace": 1,
     "standardizer": 1,
     "flows": 1,
