@@ -120,3 +120,20 @@ def test_bad_parameters_are_refused(args, match):
 def test_too_few_stars_are_refused():
     with pytest.raises(ValueError, match="at least 16 stars"):
         RadialProfileMap.fit(np.ones((10, 3)))
+
+
+def test_flows_with_a_radial_profile(tmp_path):
+    from gala_deeppotential.df import FlowEnsemble
+    from gala_deeppotential.training import fit_distribution_function
+
+    x, v = PlummerTruth().sample(2**12, seed=5)
+    df = fit_distribution_function(
+        np.hstack([x, v]), n_flows=2, epochs=1, radial_profile=True, seed=1
+    )
+    assert df.standardizer.radial_map is not None
+    grad_x, grad_v = df.grad_log_prob(x[:50], v[:50])
+    assert bool(torch.isfinite(grad_x).all() & torch.isfinite(grad_v).all())
+    again = FlowEnsemble.load(df.save(tmp_path / "df.pt"))
+    assert torch.equal(again.log_prob(x[:50], v[:50]), df.log_prob(x[:50], v[:50]))
+    xs, _ = again.sample(500, seed=2)
+    assert np.all(np.isfinite(np.asarray(xs)))
