@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["describe", "finish"]
+__all__ = ["QUICK", "begin", "describe", "finish", "quick_options"]
 
 import json
 import os
@@ -10,6 +10,33 @@ import platform
 import time
 
 import torch
+
+#: Reduced sizes for a benchmark's ``--quick`` smoke run: stars, flow and Φ
+#: options (a few minutes for a whole pipeline on 2 cores).
+QUICK = {
+    "n_stars": 2**13,
+    "df_options": {"n_flows": 4, "epochs": 2},
+    "potential_options": {"n_samples": 2**12, "n_steps": 200},
+}
+
+
+def begin(threads: int | None) -> tuple[float, float, float]:
+    """Set torch's threads (if given) and return the load average before the run."""
+    load_before = os.getloadavg()
+    if threads:
+        torch.set_num_threads(threads)
+    return load_before
+
+
+def quick_options(quick: bool, n_stars: int) -> tuple[int, dict, dict]:
+    """``(n_stars, df_options, potential_options)``: :data:`QUICK` or the defaults."""
+    if not quick:
+        return n_stars, {}, {}
+    return (
+        QUICK["n_stars"],
+        dict(QUICK["df_options"]),
+        dict(QUICK["potential_options"]),
+    )
 
 
 def describe(load_before: tuple[float, float, float]) -> dict:

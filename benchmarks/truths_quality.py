@@ -57,10 +57,9 @@ import warnings
 
 import astropy.units as u
 import numpy as np
-import torch
 from gala.potential import HernquistPotential, PlummerPotential, PotentialBase
 from gala.units import galactic
-from machine import finish
+from machine import begin, finish, quick_options
 
 from gala_deeppotential.compare import compare_potentials
 from gala_deeppotential.gala_potential import DeepPotential
@@ -218,15 +217,8 @@ def main(argv: list[str] | None = None) -> dict:
         "--df-options", default="{}", help="JSON of DFOptions fields for the flows"
     )
     args = parser.parse_args(argv)
-    load_before = os.getloadavg()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    df_options: dict = {}
-    phi_options: dict = {}
-    if args.quick:
-        args.n_stars = 2**13
-        df_options = {"n_flows": 4, "epochs": 2}
-        phi_options = {"n_samples": 2**12, "n_steps": 200}
+    load_before = begin(args.threads)
+    args.n_stars, df_options, phi_options = quick_options(args.quick, args.n_stars)
     df_options.update(json.loads(args.df_options))
     result: dict = {"df_options": df_options}
     for name in args.truths.split(","):

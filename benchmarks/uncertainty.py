@@ -37,10 +37,9 @@ import warnings
 
 import astropy.units as u
 import numpy as np
-import torch
 from gala.potential import PotentialBase
 from gala.units import galactic
-from machine import finish
+from machine import begin, finish, quick_options
 
 from gala_deeppotential.mocks import PlummerTruth, ShuDiscDF, disc_galaxy_potential
 from gala_deeppotential.pipeline import fit
@@ -126,15 +125,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work", default=None, help="folder that keeps the fits")
     args = parser.parse_args(argv)
-    load_before = os.getloadavg()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    df_options: dict = {}
-    potential_options: dict = {}
-    if args.quick:
-        args.n_stars = 2**13
-        df_options = {"n_flows": 4, "epochs": 2}
-        potential_options = {"n_samples": 2**12, "n_steps": 200}
+    load_before = begin(args.threads)
+    args.n_stars, df_options, potential_options = quick_options(
+        args.quick, args.n_stars
+    )
     result: dict = {
         "groups": args.groups,
         "scale": args.scale,
