@@ -162,10 +162,7 @@ class RadialProfileMap:
         """Table ``value`` (with its slope in the next row) at ``s``; linear beyond."""
         tables = self._tables.to(s)
         f, d = tables[value], tables[value + 1]
-        inside = s.clamp(self._s0, self._s_end)
-        t = (inside - self._s0) / self._h
-        i = t.detach().floor().long().clamp(0, f.numel() - 2)
-        tau = t - i
+        inside, i, tau = self._locate(s)
         tau2, tau3 = tau * tau, tau * tau * tau
         out = (
             (2 * tau3 - 3 * tau2 + 1) * f[i]
@@ -190,10 +187,6 @@ class RadialProfileMap:
         log_det = self._hermite(s, 2) + 2 * a
         return self.center.to(x) + dx * torch.exp(a)[..., None], log_det
 
-    def log_abs_det_jacobian(self, x: torch.Tensor) -> torch.Tensor:
-        """:math:`\\ln|\\det \\partial x'/\\partial x|` at positions ``(..., 3)``."""
-        return self.forward(x)[1]
-
     def inverse(self, x_mapped: torch.Tensor) -> torch.Tensor:
         """Map positions ``(..., 3)`` back: the inverse of :meth:`forward`."""
         dx, log_psi = self._radius(x_mapped)
@@ -213,12 +206,18 @@ class RadialProfileMap:
 
     def _slope_a(self, s: torch.Tensor) -> torch.Tensor:
         """d a / d s by the Hermite interpolant of the slope table (linear)."""
-        tables = self._tables.to(s)
+        slope = self._tables.to(s)[1]
+        _, i, tau = self._locate(s)
+        return (1 - tau) * slope[i] + tau * slope[i + 1]
+
+    def _locate(
+        self, s: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``s`` clamped to the tables, its interval and the fraction across it."""
         inside = s.clamp(self._s0, self._s_end)
         t = (inside - self._s0) / self._h
-        i = t.floor().long().clamp(0, tables.shape[1] - 2)
-        tau = t - i
-        return (1 - tau) * tables[1][i] + tau * tables[1][i + 1]
+        i = t.detach().floor().long().clamp(0, self._tables.shape[1] - 2)
+        return inside, i, t - i
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able parameters; :meth:`from_dict` rebuilds exactly."""

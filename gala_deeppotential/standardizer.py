@@ -264,11 +264,10 @@ class Standardizer:
         For six-dimensional points (the rotation's shear has unit Jacobian);
         each part has shape ``(...)``.
         """
-        per_axis = self._asinh_log_jacobian(self._mapped(y)) - torch.log(
-            self.scale.to(y)
-        )
+        mapped, map_log_det = self._mapped_with_log_jacobian(y)
+        per_axis = self._asinh_log_jacobian(mapped) - torch.log(self.scale.to(y))
         half = self.dim // 2
-        positions = per_axis[..., :half].sum(dim=-1) + self._map_log_jacobian(y)
+        positions = per_axis[..., :half].sum(dim=-1) + map_log_det
         return positions, per_axis[..., half:].sum(dim=-1)
 
     def _pre(self, y: torch.Tensor) -> torch.Tensor:
@@ -276,18 +275,17 @@ class Standardizer:
         if self.rotation_speed != 0:
             spin = _rotation(y[..., :3], self.rotation_speed, self.rotation_radius)
             y = torch.cat([y[..., :3], y[..., 3:] - spin], dim=-1)
-        return self._asinh(self._mapped(y))
+        return self._asinh(self._mapped_with_log_jacobian(y)[0])
 
-    def _mapped(self, y: torch.Tensor) -> torch.Tensor:
-        """``y`` with its positions through the radial map (if any)."""
+    def _mapped_with_log_jacobian(
+        self, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """``y`` with its positions through the radial map (if any), and the
+        map's log-Jacobian (0 without one), from one evaluation of the map."""
         if self.radial_map is None:
-            return y
-        return torch.cat([self.radial_map.forward(y[..., :3])[0], y[..., 3:]], -1)
-
-    def _map_log_jacobian(self, y: torch.Tensor) -> torch.Tensor:
-        if self.radial_map is None:
-            return torch.zeros(y.shape[:-1], dtype=y.dtype, device=y.device)
-        return self.radial_map.log_abs_det_jacobian(y[..., :3])
+            return y, 0.0
+        positions, log_det = self.radial_map.forward(y[..., :3])
+        return torch.cat([positions, y[..., 3:]], -1), log_det
 
     def _asinh(self, y: torch.Tensor) -> torch.Tensor:
         center = self.asinh_center.to(y)
@@ -319,12 +317,9 @@ class Standardizer:
         caller's units. The rotation's shear has unit Jacobian and adds
         nothing.
         """
-        per_axis = self._asinh_log_jacobian(self._mapped(y))
-        return (
-            per_axis.sum(dim=-1)
-            + self._map_log_jacobian(y)
-            - torch.log(self.scale.to(y)).sum()
-        )
+        mapped, map_log_det = self._mapped_with_log_jacobian(y)
+        per_axis = self._asinh_log_jacobian(mapped)
+        return per_axis.sum(dim=-1) + map_log_det - torch.log(self.scale.to(y)).sum()
 
     def _asinh_log_jacobian(self, y: torch.Tensor) -> torch.Tensor:
         r"""Per axis, the asinh stage's :math:`\ln|\partial u_i/\partial y_i|`
