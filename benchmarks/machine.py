@@ -1,15 +1,22 @@
-"""What every benchmark records about the machine and the moment it ran."""
+"""What the benchmarks share: their --quick sizes, the default pipeline on a
+truth's stars, and what they record about the machine and the moment they ran."""
 
 from __future__ import annotations
 
-__all__ = ["QUICK", "begin", "describe", "finish", "quick_options"]
+__all__ = ["QUICK", "begin", "describe", "finish", "fit_stars", "quick_options"]
 
 import json
 import os
 import platform
 import time
+import warnings
 
+import numpy as np
 import torch
+from gala.units import galactic
+
+from gala_deeppotential.pipeline import fit
+from gala_deeppotential.result import FitResult
 
 #: Reduced sizes for a benchmark's ``--quick`` smoke run: stars, flow and Φ
 #: options (a few minutes for a whole pipeline on 2 cores).
@@ -37,6 +44,33 @@ def quick_options(quick: bool, n_stars: int) -> tuple[int, dict, dict]:
         dict(QUICK["df_options"]),
         dict(QUICK["potential_options"]),
     )
+
+
+def fit_stars(
+    truth,
+    x: np.ndarray,
+    v: np.ndarray,
+    *,
+    seed: int,
+    device: str,
+    df_options: dict,
+    potential_options: dict,
+    checkpoint_dir: str | None,
+) -> FitResult:
+    """``gala_deeppotential.fit`` on a truth's stars ``x, v`` (galactic units),
+    without progress bars and with the dependencies' FutureWarnings hushed."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return fit(
+            truth.to_phase_space_position(x, v),
+            units=galactic,
+            df_options=df_options,
+            potential_options=potential_options,
+            seed=seed,
+            device=device,
+            progress=False,
+            checkpoint_dir=checkpoint_dir,
+        )
 
 
 def describe(load_before: tuple[float, float, float]) -> dict:

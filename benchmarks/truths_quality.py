@@ -59,7 +59,7 @@ import astropy.units as u
 import numpy as np
 from gala.potential import HernquistPotential, PlummerPotential, PotentialBase
 from gala.units import galactic
-from machine import begin, finish, quick_options
+from machine import begin, finish, fit_stars, quick_options
 
 from gala_deeppotential.compare import compare_potentials
 from gala_deeppotential.gala_potential import DeepPotential
@@ -69,7 +69,6 @@ from gala_deeppotential.mocks import (
     EddingtonDF,
     PlummerTruth,
 )
-from gala_deeppotential.pipeline import fit
 from gala_deeppotential.potential import fit_potential
 
 MASS = 1e11 * u.Msun
@@ -181,18 +180,16 @@ def _run(name: str, seed: int, args, df_options: dict, phi_options: dict) -> dic
     x, v = truth.sample(args.n_stars, seed=seed)
     work = args.work and os.path.join(args.work, f"{name}_s{seed}")
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        fitted = fit(
-            truth.to_phase_space_position(x, v),
-            units=galactic,
-            df_options=df_options,
-            potential_options=phi_options,
-            seed=seed,
-            device=args.device,
-            progress=False,
-            checkpoint_dir=work,
-        )
+    fitted = fit_stars(
+        truth,
+        x,
+        v,
+        seed=seed,
+        device=args.device,
+        df_options=df_options,
+        potential_options=phi_options,
+        checkpoint_dir=work,
+    )
     run = {**_score(fitted.potential, truth, x_test)}
     run["wall_s"] = time.perf_counter() - start
     if not args.no_exact:

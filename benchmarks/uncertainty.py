@@ -39,10 +39,9 @@ import astropy.units as u
 import numpy as np
 from gala.potential import PotentialBase
 from gala.units import galactic
-from machine import begin, finish, quick_options
+from machine import begin, finish, fit_stars, quick_options
 
 from gala_deeppotential.mocks import PlummerTruth, ShuDiscDF, disc_galaxy_potential
-from gala_deeppotential.pipeline import fit
 from gala_deeppotential.uncertainty import BAND_SCALE, GROUPS
 
 TRUTHS = {
@@ -139,18 +138,18 @@ def main(argv: list[str] | None = None) -> dict:
         work = args.work and os.path.join(args.work, f"{name}_s{args.seed}")
         start = time.perf_counter()
         x, v = truth.sample(args.n_stars, seed=args.seed)
+        fitted = fit_stars(
+            truth,
+            x,
+            v,
+            seed=args.seed,
+            device=args.device,
+            df_options=df_options,
+            potential_options=potential_options,
+            checkpoint_dir=None if work is None else os.path.join(work, "fit"),
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            fitted = fit(
-                truth.to_phase_space_position(x, v),
-                units=galactic,
-                df_options=df_options,
-                potential_options=potential_options,
-                seed=args.seed,
-                device=args.device,
-                progress=False,
-                checkpoint_dir=None if work is None else os.path.join(work, "fit"),
-            )
             wall_fit = time.perf_counter() - start
             start = time.perf_counter()
             bands = fitted.bands(
