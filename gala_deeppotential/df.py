@@ -94,6 +94,13 @@ class FlowOptions:
         flows: a fitted radial density profile becomes a unit Gaussian, so
         the flows learn only the departures from it, and a core's curvature
         (or a cusp) is not smoothed away. The positions then skip the asinh.
+    velocity_ellipsoid : bool
+        Map the velocities through a
+        :class:`~gala_deeppotential.radial_map.VelocityEllipsoidMap` before
+        the flows: their radial and tangential parts are divided by the
+        stars' fitted dispersions at each radius, so that an anisotropic
+        sphere's velocity ellipsoid, which turns with position, becomes about
+        a unit sphere everywhere.
     factorization : {"joint", "conditional"}
         Each member as one flow over the six coordinates (``"joint"``, as
         in Green & Ting 2020), or as a flow of the positions times a flow of
@@ -112,6 +119,7 @@ class FlowOptions:
     asinh_axes: tuple[int, ...] = (0, 1, 2)
     rotation: bool | None = False
     radial_profile: bool = False
+    velocity_ellipsoid: bool = False
     factorization: str = "joint"
 
     def __post_init__(self) -> None:
@@ -213,7 +221,12 @@ class FlowEnsemble:
         architecture = options_dict(self.options)
         n_members = architecture.pop("n_flows")
         # The standardizer's settings, not the flows'.
-        for name in ("asinh_axes", "rotation", "radial_profile"):
+        for name in (
+            "asinh_axes",
+            "rotation",
+            "radial_profile",
+            "velocity_ellipsoid",
+        ):
             del architecture[name]
         return build_flow(
             6,

@@ -1,8 +1,9 @@
-"""A radial map of positions that turns the stars' density profile into a Gaussian."""
+"""Radial maps of phase space: the stars' density profile to a Gaussian, and their
+velocity ellipsoid to a sphere."""
 
 from __future__ import annotations
 
-__all__ = ["RadialProfileMap"]
+__all__ = ["RadialProfileMap", "VelocityEllipsoidMap"]
 
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +30,15 @@ _TABLE_SIZE = 8192
 # Radii below this are treated as this (the map is continuous at r = 0).
 _R_FLOOR = 1e-30
 _LOG_SQRT_2_OVER_PI = 0.5 * np.log(2 / np.pi)
+# The velocity ellipsoid: second moments in up to _N_SHELLS shells of equal
+# numbers of stars in logit, at least _MIN_SHELL_STARS in the end ones,
+# fitted by splines with _N_VELOCITY_NODES nodes.
+_N_SHELLS = 40
+_MIN_SHELL_STARS = 64
+_N_VELOCITY_NODES = 6
+# The end nodes lie at the radii holding 2% and 98% of the stars (logit
+# ±3.9); the innermost and outermost shells inform the linear continuation.
+_NODE_LOGIT = 3.9
 
 
 class RadialProfileMap:
@@ -112,16 +122,9 @@ class RadialProfileMap:
             nodes = np.unique(np.log(np.quantile(r, levels)))
             if nodes.size < 2:
                 continue
-            basis = np.stack(
-                [
-                    CubicSpline(nodes, unit, bc_type="natural")(s_fit)
-                    for unit in np.eye(nodes.size)
-                ],
-                axis=1,
-            )
-            values = np.linalg.lstsq(basis, ell_fit, rcond=None)[0]
+            values = _least_squares_nodes(nodes, s_fit, ell_fit)
             spline = CubicSpline(nodes, values, bc_type="natural")
-            if np.all(_logit_profile(spline, np.linspace(*nodes[[0, -1]], 512))[1] > 0):
+            if np.all(_linear_beyond(spline, np.linspace(*nodes[[0, -1]], 512))[1] > 0):
                 return cls(center, nodes, values)
         raise ValueError("no increasing radial profile fits the stars' radii")
 
@@ -133,7 +136,7 @@ class RadialProfileMap:
             self.node_log_radii[-1] + _TABLE_MARGIN,
             _TABLE_SIZE,
         )
-        ell, slope = _logit_profile(spline, s)
+        ell, slope = _linear_beyond(spline, s)
         if not np.all(slope > 0):
             raise ValueError("the radial profile must increase with radius")
         log_m, log_q = log_expit(ell), log_expit(-ell)
@@ -233,6 +236,208 @@ class RadialProfileMap:
         return cls(**params)
 
 
+class VelocityEllipsoidMap:
+    r"""A map of velocities that takes the stars' fitted velocity ellipsoid to a sphere.
+
+    About a centre :math:`c`, a velocity splits into its radial part along
+    :math:`\hat r = (x - c)/|x - c|` and the tangential rest, each divided
+    by the stars' dispersion in it at that radius,
+
+    .. math::
+
+        v' = \frac{v_r}{\sigma_r(r)}\,\hat r
+            + \frac{v - v_r \hat r}{\sigma_t(r)},
+        \qquad v_r = v\cdot\hat r, \qquad
+        \ln\left|\det\frac{\partial v'}{\partial v}\right|
+            = -\ln\sigma_r(r) - 2\ln\sigma_t(r),
+
+    where :math:`\sigma_r^2 = \langle v_r^2\rangle` and
+    :math:`\sigma_t^2 = \langle |v - v_r\hat r|^2\rangle / 2` in shells.
+    At fixed position the map is linear in :math:`v`, so the Jacobian of the
+    whole phase-space map is this velocity part times the positions' one.
+    A radially or tangentially anisotropic sphere, whose velocity ellipsoid
+    is elongated along :math:`\hat r` or across it, with axes that turn with
+    position and shrink outwards, then has velocities that are about
+    isotropic and of unit dispersion at every position, and the flows have
+    only the departures from that to learn. The map is smooth everywhere but
+    at the centre, where :math:`\hat r` is undefined (for
+    :math:`\sigma_r \ne \sigma_t` there).
+
+    :math:`\ln\sigma_r` and :math:`\ln\sigma_t` are natural cubic splines
+    in :math:`\ln r`, fitted by least squares to the stars' second moments
+    in shells of equal numbers of stars, and continued linearly beyond the
+    end nodes (power laws in :math:`r`).
+
+    Parameters
+    ----------
+    center : sequence of float, length 3
+        :math:`c` [length].
+    node_log_radii : sequence of float
+        The splines' nodes, :math:`\ln r` [ln length], increasing.
+    log_sigma_r, log_sigma_t : sequence of float
+        :math:`\ln\sigma_r` and :math:`\ln\sigma_t` [ln speed] at the nodes.
+    """
+
+    def __init__(
+        self,
+        center: Sequence[float],
+        node_log_radii: Sequence[float],
+        log_sigma_r: Sequence[float],
+        log_sigma_t: Sequence[float],
+    ) -> None:
+        self.center = torch.as_tensor(center, dtype=torch.float64).flatten()
+        self.node_log_radii = np.asarray(node_log_radii, dtype=float)
+        self.log_sigma_r = np.asarray(log_sigma_r, dtype=float)
+        self.log_sigma_t = np.asarray(log_sigma_t, dtype=float)
+        if self.center.numel() != 3:
+            raise ValueError(f"center must have 3 entries, got {self.center.numel()}")
+        s = self.node_log_radii
+        if s.ndim != 1 or s.size < 2 or not np.all(np.diff(s) > 0):
+            raise ValueError("node_log_radii must be 1-D, increasing, of length >= 2")
+        for name in ("log_sigma_r", "log_sigma_t"):
+            values = getattr(self, name)
+            if values.shape != s.shape or not np.all(np.isfinite(values)):
+                raise ValueError(f"{name} must be finite, one value per node")
+        # Per interval, the cubic's coefficients (highest power first) in
+        # s - s_i, for ln sigma_r and ln sigma_t: shape (2, 4, n - 1).
+        coefficients = [
+            CubicSpline(s, values, bc_type="natural").c
+            for values in (self.log_sigma_r, self.log_sigma_t)
+        ]
+        self._coefficients = torch.as_tensor(np.stack(coefficients))
+        self._nodes = torch.as_tensor(s)
+
+    @classmethod
+    def fit(
+        cls,
+        positions: np.ndarray,
+        velocities: np.ndarray,
+        center: Sequence[float] | None = None,
+    ) -> VelocityEllipsoidMap:
+        """Fit the dispersion profiles to stars ``(N, 3)`` about ``center``
+        (default: the positions' median).
+
+        Raises
+        ------
+        ValueError
+            If fewer than 256 stars lie away from the centre, or a shell of
+            them has no velocity spread.
+        """
+        x = np.asarray(positions, dtype=float)
+        v = np.asarray(velocities, dtype=float)
+        if center is None:
+            center = np.median(x, axis=0)
+        dx = x - np.asarray(center, dtype=float)
+        r = np.linalg.norm(dx, axis=1)
+        keep = r > 0
+        r, v, r_hat = r[keep], v[keep], dx[keep] / r[keep, None]
+        n_shells = min(_N_SHELLS, r.size // _MIN_SHELL_STARS)
+        if n_shells < 4:
+            raise ValueError(
+                f"a velocity ellipsoid needs at least {4 * _MIN_SHELL_STARS} stars "
+                "off the centre"
+            )
+        # Shells between quantile levels evenly spaced in logit, so that the
+        # core and the halo are resolved as finely as the middle; each
+        # shell's moments weigh by its number of stars in the fit.
+        tail = np.log(_MIN_SHELL_STARS) - np.log(r.size - _MIN_SHELL_STARS)
+        edges = np.quantile(r, expit(np.linspace(tail, -tail, n_shells - 1)))
+        shell = np.searchsorted(edges, r)
+        counts = np.bincount(shell, minlength=n_shells)
+        v_r = np.sum(v * r_hat, axis=1)
+        v_t2 = np.sum(v * v, axis=1) - v_r**2
+        moments = np.stack(
+            [
+                np.bincount(shell, v_r**2, n_shells) / counts,
+                np.bincount(shell, v_t2, n_shells) / counts / 2,
+            ]
+        )
+        if not np.all(moments > 0):
+            raise ValueError("a shell of stars has no velocity spread")
+        s = np.log([np.median(r[shell == i]) for i in range(n_shells)])
+        levels = expit(np.linspace(-_NODE_LOGIT, _NODE_LOGIT, _N_VELOCITY_NODES))
+        nodes = np.unique(np.log(np.quantile(r, levels)))
+        log_sigma = [
+            _least_squares_nodes(nodes, s, 0.5 * np.log(m), np.sqrt(counts))
+            for m in moments
+        ]
+        return cls(center, nodes, *log_sigma)
+
+    def _log_sigmas(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x - c`` over its radius, and ln sigma_r, ln sigma_t there (2, ...)."""
+        dx = x - self.center.to(x)
+        r = torch.sqrt((dx * dx).sum(dim=-1).clamp_min(_R_FLOOR**2))
+        s = torch.log(r)
+        nodes = self._nodes.to(s)
+        inside = s.clamp(nodes[0], nodes[-1])
+        i = torch.searchsorted(nodes, inside.detach().contiguous()) - 1
+        i = i.clamp(0, nodes.numel() - 2)
+        h = inside - nodes[i]
+        c = self._coefficients.to(s)[:, :, i]  # (2, 4, ...)
+        value = ((c[:, 0] * h + c[:, 1]) * h + c[:, 2]) * h + c[:, 3]
+        slope = (3 * c[:, 0] * h + 2 * c[:, 1]) * h + c[:, 2]
+        return dx / r[..., None], value + slope * (s - inside)
+
+    def forward(
+        self, x: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Map velocities ``(..., 3)`` at positions ``x``; returns ``v'`` and the
+        log-Jacobian ``(...)``."""
+        r_hat, (log_r, log_t) = self._log_sigmas(x)
+        return self._scale(v, r_hat, -log_r, -log_t), -log_r - 2 * log_t
+
+    def inverse(self, x: torch.Tensor, v_mapped: torch.Tensor) -> torch.Tensor:
+        """Map velocities ``(..., 3)`` at positions ``x`` back: the inverse of
+        :meth:`forward`."""
+        r_hat, (log_r, log_t) = self._log_sigmas(x)
+        return self._scale(v_mapped, r_hat, log_r, log_t)
+
+    @staticmethod
+    def _scale(
+        v: torch.Tensor, r_hat: torch.Tensor, log_r: torch.Tensor, log_t: torch.Tensor
+    ) -> torch.Tensor:
+        """``v`` with its radial part times exp(log_r), the rest times exp(log_t)."""
+        v_r = (v * r_hat).sum(dim=-1, keepdim=True)
+        radial = v_r * r_hat
+        return (
+            radial * torch.exp(log_r)[..., None]
+            + (v - radial) * torch.exp(log_t)[..., None]
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able parameters; :meth:`from_dict` rebuilds exactly."""
+        return {
+            "center": self.center.tolist(),
+            "node_log_radii": self.node_log_radii.tolist(),
+            "log_sigma_r": self.log_sigma_r.tolist(),
+            "log_sigma_t": self.log_sigma_t.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> VelocityEllipsoidMap:
+        """Rebuild a :class:`VelocityEllipsoidMap` from :meth:`to_dict` output."""
+        return cls(**params)
+
+
+def _least_squares_nodes(
+    nodes: np.ndarray,
+    s: np.ndarray,
+    values: np.ndarray,
+    weights: np.ndarray | float = 1.0,
+) -> np.ndarray:
+    """The values at ``nodes`` of the natural cubic spline closest to ``values``
+    at ``s``, by least squares with the residuals times ``weights``."""
+    basis = np.stack(
+        [
+            _linear_beyond(CubicSpline(nodes, unit, bc_type="natural"), s)[0]
+            for unit in np.eye(nodes.size)
+        ],
+        axis=1,
+    )
+    weights = np.broadcast_to(weights, s.shape)[:, None]
+    return np.linalg.lstsq(basis * weights, values * weights[:, 0], rcond=None)[0]
+
+
 def _logit_levels(tail: float, n: int) -> np.ndarray:
     """``n`` levels evenly spaced in logit from ``tail`` to ``1 - tail`` (at most
     from 1% to 99%)."""
@@ -241,10 +446,10 @@ def _logit_levels(tail: float, n: int) -> np.ndarray:
     return expit(np.linspace(edge, -edge, n))
 
 
-def _logit_profile(spline: CubicSpline, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """logit M and its slope at ``s``: the spline, continued linearly beyond its
-    end nodes (a natural spline's second derivative vanishes there, so this is
-    twice differentiable)."""
+def _linear_beyond(spline: CubicSpline, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A natural spline and its slope at ``s``, continued linearly beyond its
+    end nodes (its second derivative vanishes there, so this is twice
+    differentiable)."""
     lo, hi = spline.x[0], spline.x[-1]
     inside = np.clip(s, lo, hi)
     slope = spline(inside, 1)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .radial_map import RadialProfileMap
+from .radial_map import RadialProfileMap, VelocityEllipsoidMap
 
 
 class Standardizer:
@@ -76,6 +76,11 @@ class Standardizer:
         the rotation and before the asinh stage, which takes the stars'
         fitted density profile to a unit Gaussian; its log-Jacobian joins
         the positions'. None: no map.
+    velocity_map : dict or :class:`~.radial_map.VelocityEllipsoidMap`, optional
+        A map of the velocities (six-dimensional points) applied after the
+        rotation, which divides their radial and tangential parts by the
+        stars' fitted dispersions at each radius; its log-Jacobian, a
+        function of position, joins the velocities'. None: no map.
 
     Examples
     --------
@@ -97,6 +102,7 @@ class Standardizer:
         rotation_speed: float = 0.0,
         rotation_radius: float = 1.0,
         radial_map: dict[str, Any] | RadialProfileMap | None = None,
+        velocity_map: dict[str, Any] | VelocityEllipsoidMap | None = None,
     ) -> None:
         self.shift = torch.as_tensor(shift, dtype=torch.float64).flatten()
         self.scale = torch.as_tensor(scale, dtype=torch.float64).flatten()
@@ -131,6 +137,11 @@ class Standardizer:
         self.radial_map = radial_map
         if radial_map is not None and dim < 3:
             raise ValueError(f"a radial map needs 3-D positions, not {dim}-D points")
+        if isinstance(velocity_map, dict):
+            velocity_map = VelocityEllipsoidMap.from_dict(velocity_map)
+        self.velocity_map = velocity_map
+        if velocity_map is not None and dim != 6:
+            raise ValueError(f"a velocity map needs 6-D points, not {dim}-D")
 
     @property
     def dim(self) -> int:
@@ -144,6 +155,7 @@ class Standardizer:
         asinh_axes: Sequence[int] = (0, 1, 2),
         rotation: bool | None = None,
         radial_profile: bool = False,
+        velocity_ellipsoid: bool = False,
     ) -> Standardizer:
         r"""Fit the shifts and scales to a sample.
 
@@ -170,6 +182,10 @@ class Standardizer:
             Map the positions through a
             :class:`~gala_deeppotential.radial_map.RadialProfileMap` fitted
             to them about their median; the positions then skip the asinh.
+        velocity_ellipsoid : bool
+            Map the velocities (six-dimensional data only) through a
+            :class:`~gala_deeppotential.radial_map.VelocityEllipsoidMap`
+            fitted to the stars about their positions' median.
 
         Returns
         -------
@@ -189,7 +205,7 @@ class Standardizer:
             # Stars with missing values (velocities without a radial velocity)
             # inform the axes they have.
             return cls._fit_incomplete(
-                y, complete, asinh_axes, rotation, radial_profile
+                y, complete, asinh_axes, rotation, radial_profile, velocity_ellipsoid
             )
         spin: dict[str, Any] = {}
         if dim == 6 and rotation is not False:
@@ -198,6 +214,15 @@ class Standardizer:
                 spin = {"rotation_speed": v0, "rotation_radius": R0}
                 y = torch.cat([y[:, :3], y[:, 3:] - _rotation(y[:, :3], v0, R0)], 1)
         axes = tuple(int(i) for i in asinh_axes)
+        if velocity_ellipsoid:
+            if dim != 6:
+                raise ValueError(
+                    f"a velocity ellipsoid needs 6-D points, not {dim}-D; "
+                    "set velocity_ellipsoid=False"
+                )
+            ellipsoid = VelocityEllipsoidMap.fit(y[:, :3].numpy(), y[:, 3:].numpy())
+            spin["velocity_map"] = ellipsoid.to_dict()
+            y = torch.cat([y[:, :3], ellipsoid.forward(y[:, :3], y[:, 3:])[0]], 1)
         if radial_profile:
             profile = RadialProfileMap.fit(y[:, :3].numpy())
             spin["radial_map"] = profile.to_dict()
@@ -235,13 +260,16 @@ class Standardizer:
         asinh_axes: Sequence[int],
         rotation: bool | None,
         radial_profile: bool,
+        velocity_ellipsoid: bool,
     ) -> Standardizer:
         """:meth:`fit` where some values are NaN (velocities of stars without a
         radial velocity): the rotation from the complete stars, each axis's
         centre and scale from the stars that have it."""
         if int(complete.sum()) < 2:
             raise ValueError("fewer than two stars have every coordinate")
-        params = cls.fit(y[complete], asinh_axes, rotation, radial_profile).to_dict()
+        params = cls.fit(
+            y[complete], asinh_axes, rotation, radial_profile, velocity_ellipsoid
+        ).to_dict()
         center, width = params["asinh_center"], params["asinh_scale"]
         for axis in params["asinh_axes"]:
             known = y[torch.isfinite(y[:, axis]), axis]
@@ -264,11 +292,11 @@ class Standardizer:
         For six-dimensional points (the rotation's shear has unit Jacobian);
         each part has shape ``(...)``.
         """
-        mapped, map_log_det = self._mapped_with_log_jacobian(y)
+        mapped, x_log_det, v_log_det = self._mapped_with_log_jacobian(y)
         per_axis = self._asinh_log_jacobian(mapped) - torch.log(self.scale.to(y))
         half = self.dim // 2
-        positions = per_axis[..., :half].sum(dim=-1) + map_log_det
-        return positions, per_axis[..., half:].sum(dim=-1)
+        positions = per_axis[..., :half].sum(dim=-1) + x_log_det
+        return positions, per_axis[..., half:].sum(dim=-1) + v_log_det
 
     def _pre(self, y: torch.Tensor) -> torch.Tensor:
         """The rotation, radial-map and asinh stages, :math:`y \\mapsto u`."""
@@ -279,13 +307,19 @@ class Standardizer:
 
     def _mapped_with_log_jacobian(
         self, y: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | float]:
-        """``y`` with its positions through the radial map (if any), and the
-        map's log-Jacobian (0 without one), from one evaluation of the map."""
-        if self.radial_map is None:
-            return y, 0.0
-        positions, log_det = self.radial_map.forward(y[..., :3])
-        return torch.cat([positions, y[..., 3:]], -1), log_det
+    ) -> tuple[torch.Tensor, torch.Tensor | float, torch.Tensor | float]:
+        """``y`` with its velocities through the velocity map and its positions
+        through the radial map (each if any), and the two maps' log-Jacobians
+        (0 without one), from one evaluation of each."""
+        v_log_det: torch.Tensor | float = 0.0
+        x_log_det: torch.Tensor | float = 0.0
+        if self.velocity_map is not None:
+            velocities, v_log_det = self.velocity_map.forward(y[..., :3], y[..., 3:])
+            y = torch.cat([y[..., :3], velocities], -1)
+        if self.radial_map is not None:
+            positions, x_log_det = self.radial_map.forward(y[..., :3])
+            y = torch.cat([positions, y[..., 3:]], -1)
+        return y, x_log_det, v_log_det
 
     def _asinh(self, y: torch.Tensor) -> torch.Tensor:
         center = self.asinh_center.to(y)
@@ -305,6 +339,9 @@ class Standardizer:
         y = torch.where(self._asinh_mask.to(s.device), mapped, u)
         if self.radial_map is not None:
             y = torch.cat([self.radial_map.inverse(y[..., :3]), y[..., 3:]], -1)
+        if self.velocity_map is not None:
+            velocities = self.velocity_map.inverse(y[..., :3], y[..., 3:])
+            y = torch.cat([y[..., :3], velocities], -1)
         if self.rotation_speed != 0:
             spin = _rotation(y[..., :3], self.rotation_speed, self.rotation_radius)
             y = torch.cat([y[..., :3], y[..., 3:] + spin], dim=-1)
@@ -317,9 +354,9 @@ class Standardizer:
         caller's units. The rotation's shear has unit Jacobian and adds
         nothing.
         """
-        mapped, map_log_det = self._mapped_with_log_jacobian(y)
-        per_axis = self._asinh_log_jacobian(mapped)
-        return per_axis.sum(dim=-1) + map_log_det - torch.log(self.scale.to(y)).sum()
+        mapped, x_log_det, v_log_det = self._mapped_with_log_jacobian(y)
+        per_axis = self._asinh_log_jacobian(mapped).sum(dim=-1)
+        return per_axis + x_log_det + v_log_det - torch.log(self.scale.to(y)).sum()
 
     def _asinh_log_jacobian(self, y: torch.Tensor) -> torch.Tensor:
         r"""Per axis, the asinh stage's :math:`\ln|\partial u_i/\partial y_i|`
@@ -346,6 +383,8 @@ class Standardizer:
             out["rotation_radius"] = self.rotation_radius
         if self.radial_map is not None:
             out["radial_map"] = self.radial_map.to_dict()
+        if self.velocity_map is not None:
+            out["velocity_map"] = self.velocity_map.to_dict()
         return out
 
     @classmethod
@@ -357,10 +396,9 @@ class Standardizer:
         spin = (
             f", rotation_speed={self.rotation_speed:.4g}" if self.rotation_speed else ""
         )
-        profile = ", radial_map" if self.radial_map is not None else ""
-        return (
-            f"Standardizer(dim={self.dim}, asinh_axes={self.asinh_axes}{spin}{profile})"
-        )
+        maps = ", radial_map" if self.radial_map is not None else ""
+        maps += ", velocity_map" if self.velocity_map is not None else ""
+        return f"Standardizer(dim={self.dim}, asinh_axes={self.asinh_axes}{spin}{maps})"
 
 
 #: The fraction of the velocity variance a fitted rotation curve must remove

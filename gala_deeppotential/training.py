@@ -375,7 +375,11 @@ class FlowTrainer:
         y_val, y_train = y[order[:n_val]], y[order[n_val:]]
         options = ensemble.options
         self.scaler = Standardizer.fit(
-            y_train, options.asinh_axes, options.rotation, options.radial_profile
+            y_train,
+            options.asinh_axes,
+            options.rotation,
+            options.radial_profile,
+            options.velocity_ellipsoid,
         )
         self.flow = ensemble.build_flow(seed, first)
         self.normalizer = None

@@ -6,8 +6,13 @@ import pytest
 import torch
 from scipy import stats
 
-from gala_deeppotential.mocks import EddingtonDF, PlummerTruth
-from gala_deeppotential.radial_map import RadialProfileMap
+from gala_deeppotential.mocks import (
+    CuddefordDF,
+    EddingtonDF,
+    PlummerTruth,
+    anisotropy_profile,
+)
+from gala_deeppotential.radial_map import RadialProfileMap, VelocityEllipsoidMap
 from gala_deeppotential.standardizer import Standardizer
 
 
@@ -137,3 +142,116 @@ def test_flows_with_a_radial_profile(tmp_path):
     assert torch.equal(again.log_prob(x[:50], v[:50]), df.log_prob(x[:50], v[:50]))
     xs, _ = again.sample(500, seed=2)
     assert np.all(np.isfinite(np.asarray(xs)))
+
+
+# ---------------------------------------------------------------- velocities
+
+
+@pytest.fixture(scope="module")
+def om_sphere():
+    # Osipkov-Merritt Plummer sphere (G = M = b = 1), r_a = 1: beta = r^2/(1 + r^2).
+    plummer = gp.PlummerPotential(m=1.0, b=1.0, units=None)
+    x, v = CuddefordDF(plummer, anisotropy_radius=1.0).sample(2**16, seed=6)
+    return x, v, VelocityEllipsoidMap.fit(x, v)
+
+
+def _sigmas(ellipsoid, r):
+    x = torch.as_tensor(np.stack([r, 0 * r, 0 * r], axis=1)) + ellipsoid.center
+    _, (log_r, log_t) = ellipsoid._log_sigmas(x)
+    return np.exp(log_r.numpy()), np.exp(log_t.numpy())
+
+
+def test_isotropic_dispersion_is_recovered(plummer):
+    # Isotropic Plummer: sigma^2 = 1 / (6 sqrt(1 + r^2)) on both axes; at
+    # 2^16 stars within 3% from 0.3 to 5 b and 12% at 0.1 b, which holds 0.14%
+    # of the stars (2.0% and 7.5% at most over seeds 1-5).
+    x, v, _ = plummer
+    ellipsoid = VelocityEllipsoidMap.fit(x, v)
+    r = np.array([0.1, 0.3, 1.0, 2.0, 5.0])
+    exact = (6 * np.sqrt(1 + r**2)) ** -0.5
+    for sigma in _sigmas(ellipsoid, r):
+        error = np.abs(sigma / exact - 1)
+        assert error[0] < 0.12 and np.all(error[1:] < 0.03), error
+
+
+def test_anisotropy_is_recovered(om_sphere):
+    # beta = 1 - sigma_t^2 / sigma_r^2 of the fitted map against the model's;
+    # within 0.06 from 0.2 to 4 r_a (at most 0.038 over three seeds).
+    _, _, ellipsoid = om_sphere
+    r = np.array([0.2, 0.5, 1.0, 2.0, 4.0])
+    sigma_r, sigma_t = _sigmas(ellipsoid, r)
+    beta = 1 - (sigma_t / sigma_r) ** 2
+    assert np.all(np.abs(beta - anisotropy_profile(r, anisotropy_radius=1.0)) < 0.06)
+
+
+def test_mapped_velocities_are_isotropic_with_unit_dispersion(om_sphere):
+    # Fresh stars of the same sphere: in every shell the mapped velocities
+    # have <v_r'^2> and <v_t'^2>/2 within 7% of 1 (at most 4.1% over three
+    # seeds); unmapped, sigma_r^2 falls from 0.23 to 0.06 and sigma_r^2 /
+    # sigma_t^2 rises from 1.2 to 17.
+    plummer = gp.PlummerPotential(m=1.0, b=1.0, units=None)
+    x, v = CuddefordDF(plummer, anisotropy_radius=1.0).sample(2**15, seed=7)
+    _, _, ellipsoid = om_sphere
+    mapped = ellipsoid.forward(torch.as_tensor(x), torch.as_tensor(v))[0].numpy()
+    r = np.linalg.norm(x - ellipsoid.center.numpy(), axis=1)
+    r_hat = (x - ellipsoid.center.numpy()) / r[:, None]
+    v_r = np.sum(mapped * r_hat, axis=1)
+    v_t2 = np.sum(mapped**2, axis=1) - v_r**2
+    for shell in np.array_split(np.argsort(r)[: int(0.98 * r.size)], 8):
+        assert np.mean(v_r[shell] ** 2) == pytest.approx(1, abs=0.07)
+        assert np.mean(v_t2[shell]) / 2 == pytest.approx(1, abs=0.07)
+
+
+def test_standardizer_with_both_maps(om_sphere):
+    x, v, _ = om_sphere
+    data = np.hstack([x, v])
+    scaler = Standardizer.fit(data, radial_profile=True, velocity_ellipsoid=True)
+    assert "velocity_map" in repr(scaler)
+    y = torch.as_tensor(data[:40])
+    s = scaler.transform(y)
+    assert torch.allclose(scaler.inverse(s), y, atol=1e-9)
+    jac = torch.stack(
+        [torch.autograd.functional.jacobian(scaler.transform, point) for point in y]
+    )
+    exact = torch.log(torch.det(jac).abs())
+    assert torch.allclose(scaler.log_abs_det_jacobian(y), exact, atol=1e-6)
+    # The velocity block of the Jacobian at fixed position is the map's alone.
+    positions, velocities = scaler.log_abs_det_jacobian_split(y)
+    v_block = torch.log(torch.det(jac[:, 3:, 3:]).abs())
+    assert torch.allclose(velocities, v_block, atol=1e-6)
+    assert torch.allclose(positions + velocities, exact, atol=1e-6)
+    rebuilt = Standardizer.from_dict(scaler.to_dict())
+    assert torch.equal(rebuilt.transform(y), s)
+
+
+def test_velocity_map_errors():
+    with pytest.raises(ValueError, match="at least 256 stars"):
+        VelocityEllipsoidMap.fit(np.ones((100, 3)), np.ones((100, 3)))
+    with pytest.raises(ValueError, match="no velocity spread"):
+        x = np.random.default_rng(0).normal(size=(1000, 3))
+        VelocityEllipsoidMap.fit(x, np.zeros((1000, 3)))
+    with pytest.raises(ValueError, match="increasing"):
+        VelocityEllipsoidMap([0, 0, 0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0])
+    with pytest.raises(ValueError, match="one value per node"):
+        VelocityEllipsoidMap([0, 0, 0], [0.0, 1.0], [0.0], [0.0, 0.0])
+    with pytest.raises(ValueError, match="6-D points"):
+        Standardizer.fit(
+            np.random.default_rng(0).normal(size=(500, 4)), velocity_ellipsoid=True
+        )
+
+
+def test_flows_with_a_velocity_ellipsoid(tmp_path):
+    from gala_deeppotential.df import FlowEnsemble
+    from gala_deeppotential.training import fit_distribution_function
+
+    x, v = PlummerTruth().sample(2**12, seed=5)
+    df = fit_distribution_function(
+        np.hstack([x, v]), n_flows=2, epochs=1, velocity_ellipsoid=True, seed=1
+    )
+    assert df.standardizer.velocity_map is not None
+    grad_x, grad_v = df.grad_log_prob(x[:50], v[:50])
+    assert bool(torch.isfinite(grad_x).all() & torch.isfinite(grad_v).all())
+    again = FlowEnsemble.load(df.save(tmp_path / "df.pt"))
+    assert torch.equal(again.log_prob(x[:50], v[:50]), df.log_prob(x[:50], v[:50]))
+    _, vs = again.sample(500, seed=2)
+    assert np.all(np.isfinite(np.asarray(vs)))
