@@ -131,6 +131,15 @@ class FlowOptions:
         coerce_fields(self)
 
 
+# The fields of FlowOptions that set the standardizer, not the flows.
+_STANDARDIZER_SETTINGS = (
+    "asinh_axes",
+    "rotation",
+    "radial_profile",
+    "velocity_ellipsoid",
+)
+
+
 class FlowEnsemble:
     r"""An ensemble of K normalizing flows as a phase-space distribution function.
 
@@ -220,13 +229,7 @@ class FlowEnsemble:
         """
         architecture = options_dict(self.options)
         n_members = architecture.pop("n_flows")
-        # The standardizer's settings, not the flows'.
-        for name in (
-            "asinh_axes",
-            "rotation",
-            "radial_profile",
-            "velocity_ellipsoid",
-        ):
+        for name in _STANDARDIZER_SETTINGS:
             del architecture[name]
         return build_flow(
             6,
@@ -235,6 +238,14 @@ class FlowEnsemble:
             first_member=first_member,
             **architecture,
         ).to(self.device)
+
+    def fit_standardizer(self, data: np.ndarray | torch.Tensor) -> Standardizer:
+        """A :class:`~gala_deeppotential.standardizer.Standardizer` fitted to
+        ``data`` (N, 6) with this ensemble's settings of it."""
+        return Standardizer.fit(
+            data,
+            **{name: getattr(self.options, name) for name in _STANDARDIZER_SETTINGS},
+        )
 
     def fit(self, data: np.ndarray | torch.Tensor, **settings: Any) -> FlowEnsemble:
         """Fit every member to ``data``: :func:`.training.train_flows` on this model.

@@ -28,7 +28,6 @@ from .flows import ROW_MULTIPLE
 from .likelihood import VALIDATION_ROWS, StarLikelihood
 from .options import coerce_fields, options_dict, resolve_options
 from .runtime import member_generator, torch_threads
-from .standardizer import Standardizer
 from .truncation import SelectionNormalizer
 
 if TYPE_CHECKING:
@@ -373,14 +372,7 @@ class FlowTrainer:
         n_val = max(1, round(settings["validation_fraction"] * len(y)))
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
         y_val, y_train = y[order[:n_val]], y[order[n_val:]]
-        options = ensemble.options
-        self.scaler = Standardizer.fit(
-            y_train,
-            options.asinh_axes,
-            options.rotation,
-            options.radial_profile,
-            options.velocity_ellipsoid,
-        )
+        self.scaler = ensemble.fit_standardizer(y_train)
         self.flow = ensemble.build_flow(seed, first)
         self.normalizer = None
         if selection is not None:
