@@ -39,6 +39,9 @@ _N_VELOCITY_NODES = 6
 # The end nodes lie at the radii holding 2% and 98% of the stars (logit
 # ±3.9); the innermost and outermost shells inform the linear continuation.
 _NODE_LOGIT = 3.9
+# The two dispersions are drawn together within the radius holding this
+# fraction of the stars.
+_CORE_FRACTION = 0.01
 
 
 class RadialProfileMap:
@@ -259,14 +262,23 @@ class VelocityEllipsoidMap:
     is elongated along :math:`\hat r` or across it, with axes that turn with
     position and shrink outwards, then has velocities that are about
     isotropic and of unit dispersion at every position, and the flows have
-    only the departures from that to learn. The map is smooth everywhere but
-    at the centre, where :math:`\hat r` is undefined (for
-    :math:`\sigma_r \ne \sigma_t` there).
+    only the departures from that to learn.
 
     :math:`\ln\sigma_r` and :math:`\ln\sigma_t` are natural cubic splines
     in :math:`\ln r`, fitted by least squares to the stars' second moments
-    in shells of equal numbers of stars, and continued linearly beyond the
-    end nodes (power laws in :math:`r`).
+    in shells, and continued linearly beyond the end nodes (power laws in
+    :math:`r`). Within a core radius :math:`r_0` they are drawn together,
+
+    .. math::
+
+        \ln\sigma_{r,t} \to m + \frac{r^2}{r^2 + r_0^2}
+            \left(\ln\sigma_{r,t} - m\right), \qquad
+        m = \tfrac{1}{2}(\ln\sigma_r + \ln\sigma_t),
+
+    so that the map is isotropic at the centre, where :math:`\hat r` turns
+    fastest, and smooth there: without it, any difference of the two
+    dispersions at :math:`r \to 0` would put a :math:`1/r` term in the
+    gradient of :math:`\ln f`.
 
     Parameters
     ----------
@@ -276,6 +288,9 @@ class VelocityEllipsoidMap:
         The splines' nodes, :math:`\ln r` [ln length], increasing.
     log_sigma_r, log_sigma_t : sequence of float
         :math:`\ln\sigma_r` and :math:`\ln\sigma_t` [ln speed] at the nodes.
+    core_radius : float
+        :math:`r_0 > 0` [length]; :meth:`fit` takes the radius that holds
+        1% of the stars.
     """
 
     def __init__(
@@ -284,8 +299,12 @@ class VelocityEllipsoidMap:
         node_log_radii: Sequence[float],
         log_sigma_r: Sequence[float],
         log_sigma_t: Sequence[float],
+        core_radius: float,
     ) -> None:
         self.center = torch.as_tensor(center, dtype=torch.float64).flatten()
+        self.core_radius = float(core_radius)
+        if not (np.isfinite(self.core_radius) and self.core_radius > 0):
+            raise ValueError(f"core_radius must be positive, got {core_radius!r}")
         self.node_log_radii = np.asarray(node_log_radii, dtype=float)
         self.log_sigma_r = np.asarray(log_sigma_r, dtype=float)
         self.log_sigma_t = np.asarray(log_sigma_t, dtype=float)
@@ -361,7 +380,8 @@ class VelocityEllipsoidMap:
             _least_squares_nodes(nodes, s, 0.5 * np.log(m), np.sqrt(counts))
             for m in moments
         ]
-        return cls(center, nodes, *log_sigma)
+        core = float(np.quantile(r, _CORE_FRACTION))
+        return cls(center, nodes, *log_sigma, core_radius=core)
 
     def _log_sigmas(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x - c`` over its radius, and ln sigma_r, ln sigma_t there (2, ...)."""
@@ -376,7 +396,10 @@ class VelocityEllipsoidMap:
         c = self._coefficients.to(s)[:, :, i]  # (2, 4, ...)
         value = ((c[:, 0] * h + c[:, 1]) * h + c[:, 2]) * h + c[:, 3]
         slope = (3 * c[:, 0] * h + 2 * c[:, 1]) * h + c[:, 2]
-        return dx / r[..., None], value + slope * (s - inside)
+        value = value + slope * (s - inside)
+        mean = value.mean(dim=0)
+        taper = r * r / (r * r + self.core_radius**2)
+        return dx / r[..., None], mean + taper * (value - mean)
 
     def forward(
         self, x: torch.Tensor, v: torch.Tensor
@@ -411,6 +434,7 @@ class VelocityEllipsoidMap:
             "node_log_radii": self.node_log_radii.tolist(),
             "log_sigma_r": self.log_sigma_r.tolist(),
             "log_sigma_t": self.log_sigma_t.tolist(),
+            "core_radius": self.core_radius,
         }
 
     @classmethod

@@ -231,9 +231,11 @@ def test_velocity_map_errors():
         x = np.random.default_rng(0).normal(size=(1000, 3))
         VelocityEllipsoidMap.fit(x, np.zeros((1000, 3)))
     with pytest.raises(ValueError, match="increasing"):
-        VelocityEllipsoidMap([0, 0, 0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0])
+        VelocityEllipsoidMap([0, 0, 0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0], 1.0)
     with pytest.raises(ValueError, match="one value per node"):
-        VelocityEllipsoidMap([0, 0, 0], [0.0, 1.0], [0.0], [0.0, 0.0])
+        VelocityEllipsoidMap([0, 0, 0], [0.0, 1.0], [0.0], [0.0, 0.0], 1.0)
+    with pytest.raises(ValueError, match="core_radius"):
+        VelocityEllipsoidMap([0, 0, 0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0], 0.0)
     with pytest.raises(ValueError, match="6-D points"):
         Standardizer.fit(
             np.random.default_rng(0).normal(size=(500, 4)), velocity_ellipsoid=True
@@ -255,3 +257,21 @@ def test_flows_with_a_velocity_ellipsoid(tmp_path):
     assert torch.equal(again.log_prob(x[:50], v[:50]), df.log_prob(x[:50], v[:50]))
     _, vs = again.sample(500, seed=2)
     assert np.all(np.isfinite(np.asarray(vs)))
+
+
+def test_velocity_map_is_isotropic_and_smooth_at_the_centre():
+    # A strongly anisotropic map (sigma_r = 2 sigma_t everywhere): at the
+    # centre the map is one scalar times v, and its x-gradients are finite.
+    ellipsoid = VelocityEllipsoidMap(
+        [0, 0, 0], [-1.0, 1.0], [np.log(2.0)] * 2, [0.0, 0.0], core_radius=0.5
+    )
+    v = torch.tensor([[1.0, -2.0, 0.5]], dtype=torch.float64)
+    x = torch.zeros(1, 3, dtype=torch.float64, requires_grad=True)
+    mapped, log_det = ellipsoid.forward(x, v)
+    assert torch.allclose(mapped, v / np.sqrt(2.0))
+    (grad,) = torch.autograd.grad(mapped.sum() + log_det.sum(), x)
+    assert bool(torch.isfinite(grad).all())
+    # Far outside the core the two dispersions are the fitted ones.
+    far = torch.tensor([[0.0, 0.0, 30.0]], dtype=torch.float64)
+    mapped = ellipsoid.forward(far, v)[0]
+    assert torch.allclose(mapped, torch.tensor([[1.0, -2.0, 0.25]]).double(), rtol=1e-3)
