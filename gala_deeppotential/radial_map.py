@@ -266,8 +266,13 @@ class VelocityEllipsoidMap:
 
     :math:`\ln\sigma_r` and :math:`\ln\sigma_t` are natural cubic splines
     in :math:`\ln r`, fitted by least squares to the stars' second moments
-    in shells, and continued linearly beyond the end nodes (power laws in
-    :math:`r`). Within a core radius :math:`r_0` they are drawn together,
+    in shells, and continued beyond the outer node linearly (a power law in
+    :math:`r`) and inside the inner node :math:`r_1` as
+    :math:`\ln\sigma(r_1) + \tfrac{1}{2} k (r^2/r_1^2 - 1)`, with the
+    spline's slope :math:`k` there, so that they are flat at the centre: a
+    slope there would put a term :math:`k/r` in the gradient of
+    :math:`\ln f`, for the flows to undo. Within a core radius :math:`r_0`
+    the two are drawn together,
 
     .. math::
 
@@ -396,7 +401,10 @@ class VelocityEllipsoidMap:
         c = self._coefficients.to(s)[:, :, i]  # (2, 4, ...)
         value = ((c[:, 0] * h + c[:, 1]) * h + c[:, 2]) * h + c[:, 3]
         slope = (3 * c[:, 0] * h + 2 * c[:, 1]) * h + c[:, 2]
-        value = value + slope * (s - inside)
+        # Outside, a power law; inside, a term in r^2 with the same value and
+        # slope at the inner node, flat at the centre.
+        inward = 0.5 * torch.expm1(2 * (s - inside).clamp(max=0))
+        value = value + slope * torch.where(s < inside, inward, s - inside)
         mean = value.mean(dim=0)
         taper = r * r / (r * r + self.core_radius**2)
         return dx / r[..., None], mean + taper * (value - mean)
