@@ -5,6 +5,7 @@ from __future__ import annotations
 
 __all__ = ["RadialProfileMap", "VelocityEllipsoidMap"]
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,6 +43,12 @@ _NODE_LOGIT = 3.9
 # The two dispersions are drawn together within the radius holding this
 # fraction of the stars.
 _CORE_FRACTION = 0.01
+# The tangential speed's power: applied for a central anisotropy |beta_0| of
+# at least _MIN_ANISOTROPY, kept within [_MIN_POWER, 1 / _MIN_POWER]; speeds
+# below _W_FLOOR count as it.
+_MIN_ANISOTROPY = 0.2
+_MIN_POWER = 0.5
+_W_FLOOR = 1e-30
 
 
 class RadialProfileMap:
@@ -285,6 +292,17 @@ class VelocityEllipsoidMap:
     dispersions at :math:`r \to 0` would put a :math:`1/r` term in the
     gradient of :math:`\ln f`.
 
+    A DF that goes as :math:`L^{-2\beta_0}` on nearly radial orbits (as
+    Cuddeford's and constant-anisotropy models do, :math:`\beta_0` being the
+    central anisotropy) has at every position a factor
+    :math:`w^{-2\beta_0}` in the tangential speed :math:`w`: a zero
+    (tangential bias) or a divergence (radial bias) on the radial axis of
+    velocity space, which the flows would smooth. Where the fitted
+    anisotropy at the inner node stands clear of zero, the tangential part
+    of :math:`v'` is then raised to the power :math:`\alpha = 1 - \beta_0`
+    (its direction kept), which takes that factor out and adds
+    :math:`\ln\alpha + (2\alpha - 2)\ln w'` to the log-Jacobian.
+
     Parameters
     ----------
     center : sequence of float, length 3
@@ -296,6 +314,11 @@ class VelocityEllipsoidMap:
     core_radius : float
         :math:`r_0 > 0` [length]; :meth:`fit` takes the radius that holds
         1% of the stars.
+    tangential_power : float
+        :math:`\alpha`, in [0.5, 2]; 1 for none. :meth:`fit` takes
+        :math:`1 - \beta_0` from the dispersions at the inner node when
+        :math:`|\beta_0|` exceeds 0.2 and four of its standard errors, and 1
+        otherwise.
     """
 
     def __init__(
@@ -305,11 +328,18 @@ class VelocityEllipsoidMap:
         log_sigma_r: Sequence[float],
         log_sigma_t: Sequence[float],
         core_radius: float,
+        tangential_power: float = 1.0,
     ) -> None:
         self.center = torch.as_tensor(center, dtype=torch.float64).flatten()
         self.core_radius = float(core_radius)
         if not (np.isfinite(self.core_radius) and self.core_radius > 0):
             raise ValueError(f"core_radius must be positive, got {core_radius!r}")
+        self.tangential_power = float(tangential_power)
+        if not _MIN_POWER <= self.tangential_power <= 1 / _MIN_POWER:
+            raise ValueError(
+                f"tangential_power must lie in [{_MIN_POWER}, {1 / _MIN_POWER}], "
+                f"got {tangential_power!r}"
+            )
         self.node_log_radii = np.asarray(node_log_radii, dtype=float)
         self.log_sigma_r = np.asarray(log_sigma_r, dtype=float)
         self.log_sigma_t = np.asarray(log_sigma_t, dtype=float)
@@ -386,7 +416,9 @@ class VelocityEllipsoidMap:
             for m in moments
         ]
         core = float(np.quantile(r, _CORE_FRACTION))
-        return cls(center, nodes, *log_sigma, core_radius=core)
+        inner = int(np.sum(r < np.exp(nodes[0])))
+        power = _tangential_power(log_sigma[1][0] - log_sigma[0][0], inner)
+        return cls(center, nodes, *log_sigma, core_radius=core, tangential_power=power)
 
     def _log_sigmas(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x - c`` over its radius, and ln sigma_r, ln sigma_t there (2, ...)."""
@@ -415,13 +447,34 @@ class VelocityEllipsoidMap:
         """Map velocities ``(..., 3)`` at positions ``x``; returns ``v'`` and the
         log-Jacobian ``(...)``."""
         r_hat, (log_r, log_t) = self._log_sigmas(x)
-        return self._scale(v, r_hat, -log_r, -log_t), -log_r - 2 * log_t
+        mapped = self._scale(v, r_hat, -log_r, -log_t)
+        log_det = -log_r - 2 * log_t
+        if self.tangential_power != 1:
+            mapped, log_w = self._power(mapped, r_hat, self.tangential_power)
+            alpha = self.tangential_power
+            log_det = log_det + math.log(alpha) + (2 * alpha - 2) * log_w
+        return mapped, log_det
 
     def inverse(self, x: torch.Tensor, v_mapped: torch.Tensor) -> torch.Tensor:
         """Map velocities ``(..., 3)`` at positions ``x`` back: the inverse of
         :meth:`forward`."""
         r_hat, (log_r, log_t) = self._log_sigmas(x)
+        if self.tangential_power != 1:
+            v_mapped = self._power(v_mapped, r_hat, 1 / self.tangential_power)[0]
         return self._scale(v_mapped, r_hat, log_r, log_t)
+
+    @staticmethod
+    def _power(
+        v: torch.Tensor, r_hat: torch.Tensor, alpha: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``v`` with its tangential speed w raised to the power ``alpha`` (its
+        direction kept), and ln w."""
+        radial = (v * r_hat).sum(dim=-1, keepdim=True) * r_hat
+        tangential = v - radial
+        w2 = (tangential * tangential).sum(dim=-1).clamp_min(_W_FLOOR**2)
+        log_w = 0.5 * torch.log(w2)
+        factor = torch.exp((alpha - 1) * log_w)[..., None]
+        return radial + tangential * factor, log_w
 
     @staticmethod
     def _scale(
@@ -443,12 +496,31 @@ class VelocityEllipsoidMap:
             "log_sigma_r": self.log_sigma_r.tolist(),
             "log_sigma_t": self.log_sigma_t.tolist(),
             "core_radius": self.core_radius,
+            "tangential_power": self.tangential_power,
         }
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> VelocityEllipsoidMap:
         """Rebuild a :class:`VelocityEllipsoidMap` from :meth:`to_dict` output."""
         return cls(**params)
+
+
+def _tangential_power(log_ratio: float, n_inner: int) -> float:
+    """The power of the tangential speed that takes out a central anisotropy.
+
+    ``log_ratio`` is ln(sigma_t / sigma_r) at the inner node, where ``n_inner``
+    stars lie inside. A DF that goes as L^(-2 beta_0) on nearly radial orbits
+    has, at fixed position, a factor w^(-2 beta_0) in the tangential speed w,
+    and beta_0 is its central anisotropy; raising w to the power
+    1 - beta_0 takes that factor out. It is taken out only where beta_0 stands
+    clear of zero (by _MIN_ANISOTROPY and by four of its standard errors,
+    about sqrt(3 / n)), since a small power would put a singularity into a
+    smooth DF.
+    """
+    beta = 1 - math.exp(2 * log_ratio)
+    if abs(beta) < max(_MIN_ANISOTROPY, 4 * math.sqrt(3 / max(n_inner, 1))):
+        return 1.0
+    return float(np.clip(1 - beta, _MIN_POWER, 1 / _MIN_POWER))
 
 
 def _least_squares_nodes(
