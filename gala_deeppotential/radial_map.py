@@ -31,9 +31,9 @@ _TABLE_SIZE = 8192
 # Radii below this are treated as this (the map is continuous at r = 0).
 _R_FLOOR = 1e-30
 _LOG_SQRT_2_OVER_PI = 0.5 * np.log(2 / np.pi)
-# The velocity ellipsoid: second moments in up to _N_SHELLS shells of equal
-# numbers of stars in logit, at least _MIN_SHELL_STARS in the end ones,
-# fitted by splines with _N_VELOCITY_NODES nodes.
+# The velocity ellipsoid: second moments in up to _N_SHELLS shells whose edges
+# are evenly spaced in the logit of the fraction of stars inside, the end ones
+# holding _MIN_SHELL_STARS, fitted by splines with _N_VELOCITY_NODES nodes.
 _N_SHELLS = 40
 _MIN_SHELL_STARS = 64
 _N_VELOCITY_NODES = 6

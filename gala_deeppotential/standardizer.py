@@ -299,7 +299,7 @@ class Standardizer:
         return positions, per_axis[..., half:].sum(dim=-1) + v_log_det
 
     def _pre(self, y: torch.Tensor) -> torch.Tensor:
-        """The rotation, radial-map and asinh stages, :math:`y \\mapsto u`."""
+        """The rotation, velocity, radial and asinh stages, :math:`y \\mapsto u`."""
         if self.rotation_speed != 0:
             spin = _rotation(y[..., :3], self.rotation_speed, self.rotation_radius)
             y = torch.cat([y[..., :3], y[..., 3:] - spin], dim=-1)

@@ -88,13 +88,9 @@ def test_round_trip_through_dict(plummer):
     assert torch.equal(again.forward(q)[0], profile.forward(q)[0])
 
 
-def test_standardizer_with_a_radial_profile(plummer):
-    x, v, _ = plummer
-    data = np.hstack([x, v])
-    scaler = Standardizer.fit(data, radial_profile=True)
-    assert scaler.radial_map is not None and scaler.asinh_axes == ()
-    assert "radial_map" in repr(scaler)
-    y = torch.as_tensor(data[:50])
+def _check_scaler(scaler, y):
+    """Inverse, log-Jacobian (whole and split) against autograd, and the dict
+    round trip of a fitted Standardizer at points ``y``."""
     s = scaler.transform(y)
     assert torch.allclose(scaler.inverse(s), y, atol=1e-9)
     jac = torch.stack(
@@ -102,10 +98,23 @@ def test_standardizer_with_a_radial_profile(plummer):
     )
     exact = torch.log(torch.det(jac).abs())
     assert torch.allclose(scaler.log_abs_det_jacobian(y), exact, atol=1e-6)
+    # The positions map alone (x' of x), so the velocity block of the Jacobian
+    # at fixed position is the velocities' part.
     positions, velocities = scaler.log_abs_det_jacobian_split(y)
+    v_block = torch.log(torch.det(jac[:, 3:, 3:]).abs())
+    assert torch.allclose(velocities, v_block, atol=1e-6)
     assert torch.allclose(positions + velocities, exact, atol=1e-6)
     rebuilt = Standardizer.from_dict(scaler.to_dict())
     assert torch.equal(rebuilt.transform(y), s)
+
+
+def test_standardizer_with_a_radial_profile(plummer):
+    x, v, _ = plummer
+    data = np.hstack([x, v])
+    scaler = Standardizer.fit(data, radial_profile=True)
+    assert scaler.radial_map is not None and scaler.asinh_axes == ()
+    assert "radial_map" in repr(scaler)
+    _check_scaler(scaler, torch.as_tensor(data[:50]))
 
 
 @pytest.mark.parametrize(
@@ -127,21 +136,25 @@ def test_too_few_stars_are_refused():
         RadialProfileMap.fit(np.ones((10, 3)))
 
 
-def test_flows_with_a_radial_profile(tmp_path):
+@pytest.mark.parametrize(
+    ("option", "attribute"),
+    [("radial_profile", "radial_map"), ("velocity_ellipsoid", "velocity_map")],
+)
+def test_flows_with_a_map(tmp_path, option, attribute):
     from gala_deeppotential.df import FlowEnsemble
     from gala_deeppotential.training import fit_distribution_function
 
     x, v = PlummerTruth().sample(2**12, seed=5)
     df = fit_distribution_function(
-        np.hstack([x, v]), n_flows=2, epochs=1, radial_profile=True, seed=1
+        np.hstack([x, v]), n_flows=2, epochs=1, seed=1, **{option: True}
     )
-    assert df.standardizer.radial_map is not None
+    assert getattr(df.standardizer, attribute) is not None
     grad_x, grad_v = df.grad_log_prob(x[:50], v[:50])
     assert bool(torch.isfinite(grad_x).all() & torch.isfinite(grad_v).all())
     again = FlowEnsemble.load(df.save(tmp_path / "df.pt"))
     assert torch.equal(again.log_prob(x[:50], v[:50]), df.log_prob(x[:50], v[:50]))
-    xs, _ = again.sample(500, seed=2)
-    assert np.all(np.isfinite(np.asarray(xs)))
+    xs, vs = again.sample(500, seed=2)
+    assert np.all(np.isfinite(np.asarray(xs))) and np.all(np.isfinite(np.asarray(vs)))
 
 
 # ---------------------------------------------------------------- velocities
@@ -207,21 +220,7 @@ def test_standardizer_with_both_maps(om_sphere):
     data = np.hstack([x, v])
     scaler = Standardizer.fit(data, radial_profile=True, velocity_ellipsoid=True)
     assert "velocity_map" in repr(scaler)
-    y = torch.as_tensor(data[:40])
-    s = scaler.transform(y)
-    assert torch.allclose(scaler.inverse(s), y, atol=1e-9)
-    jac = torch.stack(
-        [torch.autograd.functional.jacobian(scaler.transform, point) for point in y]
-    )
-    exact = torch.log(torch.det(jac).abs())
-    assert torch.allclose(scaler.log_abs_det_jacobian(y), exact, atol=1e-6)
-    # The velocity block of the Jacobian at fixed position is the map's alone.
-    positions, velocities = scaler.log_abs_det_jacobian_split(y)
-    v_block = torch.log(torch.det(jac[:, 3:, 3:]).abs())
-    assert torch.allclose(velocities, v_block, atol=1e-6)
-    assert torch.allclose(positions + velocities, exact, atol=1e-6)
-    rebuilt = Standardizer.from_dict(scaler.to_dict())
-    assert torch.equal(rebuilt.transform(y), s)
+    _check_scaler(scaler, torch.as_tensor(data[:40]))
 
 
 def test_velocity_map_errors():
@@ -242,23 +241,6 @@ def test_velocity_map_errors():
         Standardizer.fit(
             np.random.default_rng(0).normal(size=(500, 4)), velocity_ellipsoid=True
         )
-
-
-def test_flows_with_a_velocity_ellipsoid(tmp_path):
-    from gala_deeppotential.df import FlowEnsemble
-    from gala_deeppotential.training import fit_distribution_function
-
-    x, v = PlummerTruth().sample(2**12, seed=5)
-    df = fit_distribution_function(
-        np.hstack([x, v]), n_flows=2, epochs=1, velocity_ellipsoid=True, seed=1
-    )
-    assert df.standardizer.velocity_map is not None
-    grad_x, grad_v = df.grad_log_prob(x[:50], v[:50])
-    assert bool(torch.isfinite(grad_x).all() & torch.isfinite(grad_v).all())
-    again = FlowEnsemble.load(df.save(tmp_path / "df.pt"))
-    assert torch.equal(again.log_prob(x[:50], v[:50]), df.log_prob(x[:50], v[:50]))
-    _, vs = again.sample(500, seed=2)
-    assert np.all(np.isfinite(np.asarray(vs)))
 
 
 def test_velocity_map_is_isotropic_and_smooth_at_the_centre():
@@ -320,11 +302,4 @@ def test_standardizer_with_a_tangential_power(tangential_sphere):
     data = np.hstack([x, v])
     scaler = Standardizer.fit(data, velocity_ellipsoid=True)
     assert scaler.velocity_map.tangential_power != 1
-    y = torch.as_tensor(data[:40])
-    s = scaler.transform(y)
-    assert torch.allclose(scaler.inverse(s), y, atol=1e-9)
-    jac = torch.stack(
-        [torch.autograd.functional.jacobian(scaler.transform, point) for point in y]
-    )
-    exact = torch.log(torch.det(jac).abs())
-    assert torch.allclose(scaler.log_abs_det_jacobian(y), exact, atol=1e-6)
+    _check_scaler(scaler, torch.as_tensor(data[:40]))
