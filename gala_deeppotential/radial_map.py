@@ -447,45 +447,25 @@ class VelocityEllipsoidMap:
         """Map velocities ``(..., 3)`` at positions ``x``; returns ``v'`` and the
         log-Jacobian ``(...)``."""
         r_hat, (log_r, log_t) = self._log_sigmas(x)
-        mapped = self._scale(v, r_hat, -log_r, -log_t)
+        radial, tangential = _split(v, r_hat)
+        tangential = tangential * torch.exp(-log_t)[..., None]
         log_det = -log_r - 2 * log_t
-        if self.tangential_power != 1:
-            mapped, log_w = self._power(mapped, r_hat, self.tangential_power)
-            alpha = self.tangential_power
+        alpha = self.tangential_power
+        if alpha != 1:
+            tangential, log_w = _power(tangential, alpha)
             log_det = log_det + math.log(alpha) + (2 * alpha - 2) * log_w
-        return mapped, log_det
+        return radial * torch.exp(-log_r)[..., None] + tangential, log_det
 
     def inverse(self, x: torch.Tensor, v_mapped: torch.Tensor) -> torch.Tensor:
         """Map velocities ``(..., 3)`` at positions ``x`` back: the inverse of
         :meth:`forward`."""
         r_hat, (log_r, log_t) = self._log_sigmas(x)
+        radial, tangential = _split(v_mapped, r_hat)
         if self.tangential_power != 1:
-            v_mapped = self._power(v_mapped, r_hat, 1 / self.tangential_power)[0]
-        return self._scale(v_mapped, r_hat, log_r, log_t)
-
-    @staticmethod
-    def _power(
-        v: torch.Tensor, r_hat: torch.Tensor, alpha: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``v`` with its tangential speed w raised to the power ``alpha`` (its
-        direction kept), and ln w."""
-        radial = (v * r_hat).sum(dim=-1, keepdim=True) * r_hat
-        tangential = v - radial
-        w2 = (tangential * tangential).sum(dim=-1).clamp_min(_W_FLOOR**2)
-        log_w = 0.5 * torch.log(w2)
-        factor = torch.exp((alpha - 1) * log_w)[..., None]
-        return radial + tangential * factor, log_w
-
-    @staticmethod
-    def _scale(
-        v: torch.Tensor, r_hat: torch.Tensor, log_r: torch.Tensor, log_t: torch.Tensor
-    ) -> torch.Tensor:
-        """``v`` with its radial part times exp(log_r), the rest times exp(log_t)."""
-        v_r = (v * r_hat).sum(dim=-1, keepdim=True)
-        radial = v_r * r_hat
+            tangential = _power(tangential, 1 / self.tangential_power)[0]
         return (
             radial * torch.exp(log_r)[..., None]
-            + (v - radial) * torch.exp(log_t)[..., None]
+            + tangential * torch.exp(log_t)[..., None]
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -503,6 +483,20 @@ class VelocityEllipsoidMap:
     def from_dict(cls, params: dict[str, Any]) -> VelocityEllipsoidMap:
         """Rebuild a :class:`VelocityEllipsoidMap` from :meth:`to_dict` output."""
         return cls(**params)
+
+
+def _split(v: torch.Tensor, r_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``v`` as its part along the unit vectors ``r_hat`` and the rest."""
+    radial = (v * r_hat).sum(dim=-1, keepdim=True) * r_hat
+    return radial, v - radial
+
+
+def _power(tangential: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vectors ``(..., 3)`` with their length w raised to the power ``alpha``
+    (their direction kept), and ln w."""
+    w2 = (tangential * tangential).sum(dim=-1).clamp_min(_W_FLOOR**2)
+    log_w = 0.5 * torch.log(w2)
+    return tangential * torch.exp((alpha - 1) * log_w)[..., None], log_w
 
 
 def _tangential_power(log_ratio: float, n_inner: int) -> float:
