@@ -94,13 +94,17 @@ class FlowOptions:
         flows: a fitted radial density profile becomes a unit Gaussian, so
         the flows learn only the departures from it, and a core's curvature
         (or a cusp) is not smoothed away. The positions then skip the asinh.
-    velocity_ellipsoid : bool
+    velocity_ellipsoid : bool, optional
         Map the velocities through a
         :class:`~gala_deeppotential.radial_map.VelocityEllipsoidMap` before
         the flows: their radial and tangential parts are divided by the
         stars' fitted dispersions at each radius, so that an anisotropic
         sphere's velocity ellipsoid, which turns with position, becomes about
-        a unit sphere everywhere.
+        a unit sphere everywhere. ``True`` always, ``False`` never, ``None``
+        (the default) where the stars surround their centre, do not rotate
+        and are measurably anisotropic (see
+        :meth:`~gala_deeppotential.standardizer.Standardizer.fit`): isotropic
+        spheres, discs, bars and local volumes are left as they are.
     factorization : {"joint", "conditional"}
         Each member as one flow over the six coordinates (``"joint"``, as
         in Green & Ting 2020), or as a flow of the positions times a flow of
@@ -119,7 +123,7 @@ class FlowOptions:
     asinh_axes: tuple[int, ...] = (0, 1, 2)
     rotation: bool | None = False
     radial_profile: bool = False
-    velocity_ellipsoid: bool = False
+    velocity_ellipsoid: bool | None = None
     factorization: str = "joint"
 
     def __post_init__(self) -> None:

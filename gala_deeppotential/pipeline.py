@@ -32,7 +32,8 @@ from .df import MIN_STARS, FlowEnsemble
 from .gala_potential import DeepPotential
 from .options import options_dict, resolve_options
 from .phasespace import CatalogueError, PhaseSpaceData, to_phase_space
-from .potential import PotentialFit, PotentialOptions, fit_potential, local_center
+from .potential import PotentialFit, PotentialOptions, fit_potential
+from .radial_map import local_center
 from .result import FitResult, output_paths
 from .runtime import torch_threads
 from .selection import BoundSelection, as_selection

@@ -31,6 +31,7 @@ from .directions import sphere_directions
 from .nn import RADIAL_SOFTENING, PotentialNet, check_pattern_speed
 from .options import coerce_fields, options_dict, resolve_options
 from .phi_training import PotentialCollapseWarning, fit_with_restarts
+from .radial_map import local_center
 from .runtime import resolve_device, torch_threads
 from .standardizer import ROTATION_VARIANCE_FRACTION, fit_rotation_curve
 
@@ -281,8 +282,8 @@ class PotentialFit:
     data_radius : float
         Radius (caller's length unit) that holds 99% of the fitted points,
         about the network's centre (the origin, unless the points are a local
-        volume, see :func:`local_center`); the potential is constrained only
-        within about this radius of it.
+        volume, see :func:`~gala_deeppotential.radial_map.local_center`); the
+        potential is constrained only within about this radius of it.
     gauge : dict
         How the additive constant was fixed (see :func:`fix_gauge`).
     history : dict of str to list
@@ -527,17 +528,6 @@ def _default_steps(points: DFGradients) -> int:
     """:data:`ROTATING_STEPS` for a rotating system's points, else :data:`STEPS`."""
     _, _, removed = fit_rotation_curve(np.hstack([points.x, points.v]))
     return ROTATING_STEPS if removed > ROTATION_VARIANCE_FRACTION else STEPS
-
-
-def local_center(x: np.ndarray) -> np.ndarray | None:
-    """The centre of a local volume of points (N, 3), or None if they surround 0.
-
-    Points are a local volume when their median position lies farther from
-    the origin than their median distance from that median.
-    """
-    center = np.median(x, axis=0)
-    spread = float(np.median(np.linalg.norm(x - center, axis=1)))
-    return center if float(np.linalg.norm(center)) > spread else None
 
 
 def _network_settings(points: DFGradients, options: PotentialOptions) -> dict:

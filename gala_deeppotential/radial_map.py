@@ -3,10 +3,10 @@ velocity ellipsoid to a sphere."""
 
 from __future__ import annotations
 
-__all__ = ["RadialProfileMap", "VelocityEllipsoidMap"]
+__all__ = ["RadialProfileMap", "VelocityEllipsoidMap", "local_center"]
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ _N_SHELLS = 40
 _MIN_SHELL_STARS = 64
 _N_VELOCITY_NODES = 6
 # The end nodes lie at the radii holding 2% and 98% of the stars (logit
-# ±3.9); the innermost and outermost shells inform the linear continuation.
+# ±3.9); the innermost and outermost shells inform the continuations.
 _NODE_LOGIT = 3.9
 # The two dispersions are drawn together within the radius holding this
 # fraction of the stars.
@@ -412,13 +412,28 @@ class VelocityEllipsoidMap:
         levels = expit(np.linspace(-_NODE_LOGIT, _NODE_LOGIT, _N_VELOCITY_NODES))
         nodes = np.unique(np.log(np.quantile(r, levels)))
         log_sigma = [
-            _least_squares_nodes(nodes, s, 0.5 * np.log(m), np.sqrt(counts))
+            _least_squares_nodes(
+                nodes, s, 0.5 * np.log(m), np.sqrt(counts), extend=_flat_inward
+            )
             for m in moments
         ]
         core = float(np.quantile(r, _CORE_FRACTION))
         inner = int(np.sum(r < np.exp(nodes[0])))
         power = _tangential_power(log_sigma[1][0] - log_sigma[0][0], inner)
         return cls(center, nodes, *log_sigma, core_radius=core, tangential_power=power)
+
+    @property
+    def anisotropy(self) -> np.ndarray:
+        r""":math:`\beta = 1 - \sigma_t^2/\sigma_r^2` at the nodes."""
+        return -np.expm1(2 * (self.log_sigma_t - self.log_sigma_r))
+
+    def is_anisotropic(self, n_stars: int) -> bool:
+        """Whether the fitted anisotropy at some node stands clear of zero, by
+        0.2 and by four standard errors for ``n_stars`` stars shared among the
+        nodes."""
+        per_node = max(n_stars / self.node_log_radii.size, 1.0)
+        threshold = max(_MIN_ANISOTROPY, 4 * math.sqrt(3 / per_node))
+        return bool(np.max(np.abs(self.anisotropy)) >= threshold)
 
     def _log_sigmas(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x - c`` over its radius, and ln sigma_r, ln sigma_t there (2, ...)."""
@@ -522,12 +537,17 @@ def _least_squares_nodes(
     s: np.ndarray,
     values: np.ndarray,
     weights: np.ndarray | float = 1.0,
+    extend: Callable[[CubicSpline, np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """The values at ``nodes`` of the natural cubic spline closest to ``values``
-    at ``s``, by least squares with the residuals times ``weights``."""
+    at ``s``, by least squares with the residuals times ``weights``; beyond its
+    end nodes the spline is continued by ``extend(spline, s)`` (default:
+    linearly)."""
+    if extend is None:
+        extend = _linear_beyond_value
     basis = np.stack(
         [
-            _linear_beyond(CubicSpline(nodes, unit, bc_type="natural"), s)[0]
+            extend(CubicSpline(nodes, unit, bc_type="natural"), s)
             for unit in np.eye(nodes.size)
         ],
         axis=1,
@@ -552,3 +572,30 @@ def _linear_beyond(spline: CubicSpline, s: np.ndarray) -> tuple[np.ndarray, np.n
     inside = np.clip(s, lo, hi)
     slope = spline(inside, 1)
     return spline(inside) + slope * (s - inside), slope
+
+
+def _linear_beyond_value(spline: CubicSpline, s: np.ndarray) -> np.ndarray:
+    """:func:`_linear_beyond`'s value alone."""
+    return _linear_beyond(spline, s)[0]
+
+
+def _flat_inward(spline: CubicSpline, s: np.ndarray) -> np.ndarray:
+    """A natural spline at ``s``, continued linearly beyond its outer node and
+    inside its inner node :math:`s_1` as a term in :math:`r^2 = e^{2s}` with the
+    same value and slope there, flat at the centre (as
+    :class:`VelocityEllipsoidMap` evaluates its splines)."""
+    lo, hi = spline.x[0], spline.x[-1]
+    inside = np.clip(s, lo, hi)
+    beyond = np.where(s < inside, 0.5 * np.expm1(2 * (s - inside)), s - inside)
+    return spline(inside) + spline(inside, 1) * beyond
+
+
+def local_center(x: np.ndarray) -> np.ndarray | None:
+    """The centre of a local volume of points (N, 3), or None if they surround 0.
+
+    Points are a local volume when their median position lies farther from
+    the origin than their median distance from that median.
+    """
+    center = np.median(x, axis=0)
+    spread = float(np.median(np.linalg.norm(x - center, axis=1)))
+    return center if float(np.linalg.norm(center)) > spread else None

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .radial_map import RadialProfileMap, VelocityEllipsoidMap
+from .radial_map import RadialProfileMap, VelocityEllipsoidMap, local_center
 
 
 class Standardizer:
@@ -155,7 +155,7 @@ class Standardizer:
         asinh_axes: Sequence[int] = (0, 1, 2),
         rotation: bool | None = None,
         radial_profile: bool = False,
-        velocity_ellipsoid: bool = False,
+        velocity_ellipsoid: bool | None = None,
     ) -> Standardizer:
         r"""Fit the shifts and scales to a sample.
 
@@ -182,10 +182,17 @@ class Standardizer:
             Map the positions through a
             :class:`~gala_deeppotential.radial_map.RadialProfileMap` fitted
             to them about their median; the positions then skip the asinh.
-        velocity_ellipsoid : bool
+        velocity_ellipsoid : bool, optional
             Map the velocities (six-dimensional data only) through a
             :class:`~gala_deeppotential.radial_map.VelocityEllipsoidMap`
-            fitted to the stars about their positions' median.
+            fitted to the stars about their positions' median. By default
+            (None) the map is used where it is made for: six-dimensional
+            stars that surround their centre (not a local volume, see
+            :func:`~gala_deeppotential.radial_map.local_center`), do not
+            rotate (a rotation curve removes at most
+            :data:`ROTATION_VARIANCE_FRACTION` of the velocity variance) and
+            are measurably anisotropic
+            (:meth:`~gala_deeppotential.radial_map.VelocityEllipsoidMap.is_anisotropic`).
 
         Returns
         -------
@@ -208,19 +215,25 @@ class Standardizer:
                 y, complete, asinh_axes, rotation, radial_profile, velocity_ellipsoid
             )
         spin: dict[str, Any] = {}
+        removed = None
         if dim == 6 and rotation is not False:
             v0, R0, removed = fit_rotation_curve(y.numpy())
             if rotation or removed > ROTATION_VARIANCE_FRACTION:
                 spin = {"rotation_speed": v0, "rotation_radius": R0}
                 y = torch.cat([y[:, :3], y[:, 3:] - _rotation(y[:, :3], v0, R0)], 1)
         axes = tuple(int(i) for i in asinh_axes)
-        if velocity_ellipsoid:
+        if velocity_ellipsoid is None:
+            ellipsoid = _automatic_velocity_map(y.numpy(), removed)
+        elif velocity_ellipsoid:
             if dim != 6:
                 raise ValueError(
                     f"a velocity ellipsoid needs 6-D points, not {dim}-D; "
                     "set velocity_ellipsoid=False"
                 )
             ellipsoid = VelocityEllipsoidMap.fit(y[:, :3].numpy(), y[:, 3:].numpy())
+        else:
+            ellipsoid = None
+        if ellipsoid is not None:
             spin["velocity_map"] = ellipsoid.to_dict()
             y = torch.cat([y[:, :3], ellipsoid.forward(y[:, :3], y[:, 3:])[0]], 1)
         if radial_profile:
@@ -260,7 +273,7 @@ class Standardizer:
         asinh_axes: Sequence[int],
         rotation: bool | None,
         radial_profile: bool,
-        velocity_ellipsoid: bool,
+        velocity_ellipsoid: bool | None,
     ) -> Standardizer:
         """:meth:`fit` where some values are NaN (velocities of stars without a
         radial velocity): the rotation from the complete stars, each axis's
@@ -421,6 +434,25 @@ def _rotation(x: torch.Tensor, v0: float, R0: float) -> torch.Tensor:
     return torch.stack(
         [-x[..., 1] * factor, x[..., 0] * factor, torch.zeros_like(factor)], dim=-1
     )
+
+
+def _automatic_velocity_map(
+    data: np.ndarray, removed: float | None
+) -> VelocityEllipsoidMap | None:
+    """The velocity map that ``Standardizer.fit(velocity_ellipsoid=None)`` uses
+    for stars ``(N, 6)`` (``removed``: the rotation curve's fraction of the
+    velocity variance, if fitted already), or None where it does not apply."""
+    if data.shape[1] != 6 or local_center(data[:, :3]) is not None:
+        return None
+    if removed is None:
+        removed = fit_rotation_curve(data)[2]
+    if removed > ROTATION_VARIANCE_FRACTION:
+        return None
+    try:
+        ellipsoid = VelocityEllipsoidMap.fit(data[:, :3], data[:, 3:])
+    except ValueError:  # too few stars, or a shell without spread
+        return None
+    return ellipsoid if ellipsoid.is_anisotropic(len(data)) else None
 
 
 def fit_rotation_curve(data: np.ndarray) -> tuple[float, float, float]:

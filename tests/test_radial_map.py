@@ -303,3 +303,59 @@ def test_standardizer_with_a_tangential_power(tangential_sphere):
     scaler = Standardizer.fit(data, velocity_ellipsoid=True)
     assert scaler.velocity_map.tangential_power != 1
     _check_scaler(scaler, torch.as_tensor(data[:40]))
+
+
+def test_fit_and_map_continue_the_splines_alike(om_sphere):
+    # The least-squares fit and the map continue the splines beyond the end
+    # nodes the same way (linearly outwards, flat at the centre), so the map's
+    # dispersions away from the core equal the fitted continuation.
+    from scipy.interpolate import CubicSpline
+
+    from gala_deeppotential.radial_map import _flat_inward
+
+    _, _, fitted = om_sphere
+    ellipsoid = VelocityEllipsoidMap.from_dict(
+        {**fitted.to_dict(), "core_radius": 1e-9}
+    )
+    s = np.linspace(fitted.node_log_radii[0] - 3, fitted.node_log_radii[-1] + 2, 50)
+    sigmas = _sigmas(ellipsoid, np.exp(s))
+    for values, sigma in zip(
+        (fitted.log_sigma_r, fitted.log_sigma_t), sigmas, strict=True
+    ):
+        spline = CubicSpline(fitted.node_log_radii, values, bc_type="natural")
+        np.testing.assert_allclose(np.log(sigma), _flat_inward(spline, s), atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_anisotropy_is_detected(seed):
+    # 2^13 stars: the Osipkov-Merritt and tangential spheres are anisotropic
+    # (max |beta| at the nodes 0.94-0.99 and 0.5), the isotropic one is not
+    # (max |beta| below 0.2 against a threshold of 0.2-0.25 over seeds 1-3).
+    plummer = gp.PlummerPotential(m=1.0, b=1.0, units=None)
+    truths = {
+        CuddefordDF(plummer, anisotropy_radius=1.0): True,
+        CuddefordDF(plummer, beta=-0.5): True,
+        EddingtonDF(plummer): False,
+    }
+    for truth, anisotropic in truths.items():
+        x, v = truth.sample(2**13, seed=seed)
+        assert VelocityEllipsoidMap.fit(x, v).is_anisotropic(len(x)) is anisotropic
+        chosen = Standardizer.fit(np.hstack([x, v])).velocity_map is not None
+        assert chosen is anisotropic
+
+
+def test_automatic_velocity_map_only_for_non_rotating_spheres(om_sphere):
+    x, v, _ = om_sphere
+    assert (
+        Standardizer.fit(np.hstack([x, v]), velocity_ellipsoid=False).velocity_map
+        is None
+    )
+    # The same stars 100 scale radii away are a local volume...
+    far = x + np.array([100.0, 0.0, 0.0])
+    assert Standardizer.fit(np.hstack([far, v])).velocity_map is None
+    # ...and with a rotation about z added (13% of the velocity variance
+    # removed by the rotation curve) they are a rotating system.
+    spin = 0.3 * np.stack([-x[:, 1], x[:, 0], 0 * x[:, 0]], axis=1)
+    spin /= np.sqrt(1 + np.sum(x[:, :2] ** 2, axis=1))[:, None]
+    assert Standardizer.fit(np.hstack([x, v + spin])).velocity_map is None
+    assert Standardizer.fit(np.hstack([x, v])).velocity_map is not None
