@@ -359,3 +359,16 @@ def test_automatic_velocity_map_only_for_non_rotating_spheres(om_sphere):
     spin /= np.sqrt(1 + np.sum(x[:, :2] ** 2, axis=1))[:, None]
     assert Standardizer.fit(np.hstack([x, v + spin])).velocity_map is None
     assert Standardizer.fit(np.hstack([x, v])).velocity_map is not None
+
+
+def test_flows_choose_the_velocity_map_by_default():
+    from gala_deeppotential.training import fit_distribution_function
+
+    plummer = gp.PlummerPotential(m=1.0, b=1.0, units=None)
+    for truth, chosen in (
+        (CuddefordDF(plummer, anisotropy_radius=1.0), True),
+        (EddingtonDF(plummer), False),
+    ):
+        x, v = truth.sample(2**12, seed=8)
+        df = fit_distribution_function(np.hstack([x, v]), n_flows=1, epochs=1, seed=1)
+        assert (df.standardizer.velocity_map is not None) is chosen
