@@ -88,12 +88,15 @@ class FlowOptions:
         disc of ``benchmarks/disc_quality.py`` the flows did better without
         it (forces 1.33-1.60% against 1.75-1.89% over three seeds). The
         fitted ensemble's ``standardizer`` records it.
-    radial_profile : bool
+    radial_profile : bool, optional
         Map the positions through a
         :class:`~gala_deeppotential.radial_map.RadialProfileMap` before the
         flows: a fitted radial density profile becomes a unit Gaussian, so
-        the flows learn only the departures from it, and a core's curvature
-        (or a cusp) is not smoothed away. The positions then skip the asinh.
+        the flows learn only the departures from it, and a cusp (or a core's
+        curvature) is not smoothed away. The positions then skip the asinh.
+        ``True`` always, ``False`` never, ``None`` (the default) where the
+        stars surround their centre, do not rotate and have a density cusp
+        (see :meth:`~gala_deeppotential.standardizer.Standardizer.fit`).
     velocity_ellipsoid : bool, optional
         Map the velocities through a
         :class:`~gala_deeppotential.radial_map.VelocityEllipsoidMap` before
@@ -122,7 +125,7 @@ class FlowOptions:
     activation: str = "silu"
     asinh_axes: tuple[int, ...] = (0, 1, 2)
     rotation: bool | None = False
-    radial_profile: bool = False
+    radial_profile: bool | None = None
     velocity_ellipsoid: bool | None = None
     factorization: str = "joint"
 

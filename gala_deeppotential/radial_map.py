@@ -30,6 +30,11 @@ _TABLE_MARGIN = 12.0
 _TABLE_SIZE = 8192
 # Radii below this are treated as this (the map is continuous at r = 0).
 _R_FLOOR = 1e-30
+# A profile whose logit M rises more slowly than this against ln r at its inner
+# node, 3 - gamma for a density cusp rho ~ r^-gamma (3 for a core), is cusped:
+# gamma > 0.5. Fits to 2^13-2^17 stars give 2.8-3.2 for cored spheres, 1.8-2.1
+# for Hernquist (gamma = 1) and 1.5-1.7 for gamma = 3/2.
+_CUSP_SLOPE = 2.5
 _LOG_SQRT_2_OVER_PI = 0.5 * np.log(2 / np.pi)
 # The velocity ellipsoid: second moments in up to _N_SHELLS shells whose edges
 # are evenly spaced in the logit of the fraction of stars inside, the end ones
@@ -137,6 +142,18 @@ class RadialProfileMap:
             if np.all(_linear_beyond(spline, np.linspace(*nodes[[0, -1]], 512))[1] > 0):
                 return cls(center, nodes, values)
         raise ValueError("no increasing radial profile fits the stars' radii")
+
+    @property
+    def inner_slope(self) -> float:
+        """d logit M / d ln r at the inner node: 3 - gamma for a density that
+        goes as r^-gamma at the centre."""
+        spline = CubicSpline(self.node_log_radii, self.node_logits, bc_type="natural")
+        return float(spline(self.node_log_radii[0], 1))
+
+    def is_cusped(self) -> bool:
+        """Whether the fitted density has a cusp: an inner slope below 2.5
+        (gamma above 0.5)."""
+        return self.inner_slope < _CUSP_SLOPE
 
     # ------------------------------------------------------------ tables
 

@@ -154,7 +154,7 @@ class Standardizer:
         data: np.ndarray | torch.Tensor,
         asinh_axes: Sequence[int] = (0, 1, 2),
         rotation: bool | None = None,
-        radial_profile: bool = False,
+        radial_profile: bool | None = None,
         velocity_ellipsoid: bool | None = None,
     ) -> Standardizer:
         r"""Fit the shifts and scales to a sample.
@@ -178,10 +178,14 @@ class Standardizer:
             :func:`fit_rotation_curve`) removes more than
             :data:`ROTATION_VARIANCE_FRACTION` of the velocity variance: a
             rotating disc, but not a non-rotating sphere.
-        radial_profile : bool
+        radial_profile : bool, optional
             Map the positions through a
             :class:`~gala_deeppotential.radial_map.RadialProfileMap` fitted
             to them about their median; the positions then skip the asinh.
+            By default (None) the map is used for six-dimensional stars that
+            surround their centre, do not rotate (as for
+            ``velocity_ellipsoid``) and have a density cusp
+            (:meth:`~gala_deeppotential.radial_map.RadialProfileMap.is_cusped`).
         velocity_ellipsoid : bool, optional
             Map the velocities (six-dimensional data only) through a
             :class:`~gala_deeppotential.radial_map.VelocityEllipsoidMap`
@@ -222,8 +226,10 @@ class Standardizer:
                 spin = {"rotation_speed": v0, "rotation_radius": R0}
                 y = torch.cat([y[:, :3], y[:, 3:] - _rotation(y[:, :3], v0, R0)], 1)
         axes = tuple(int(i) for i in asinh_axes)
+        automatic = velocity_ellipsoid is None or radial_profile is None
+        sphere = automatic and _whole_sphere(y.numpy(), removed)
         if velocity_ellipsoid is None:
-            ellipsoid = _automatic_velocity_map(y.numpy(), removed)
+            ellipsoid = _automatic_velocity_map(y.numpy(), sphere)
         elif velocity_ellipsoid:
             if dim != 6:
                 raise ValueError(
@@ -236,8 +242,11 @@ class Standardizer:
         if ellipsoid is not None:
             spin["velocity_map"] = ellipsoid.to_dict()
             y = torch.cat([y[:, :3], ellipsoid.forward(y[:, :3], y[:, 3:])[0]], 1)
-        if radial_profile:
-            profile = RadialProfileMap.fit(y[:, :3].numpy())
+        if radial_profile is None:
+            profile = _automatic_radial_map(y.numpy(), sphere)
+        else:
+            profile = RadialProfileMap.fit(y[:, :3].numpy()) if radial_profile else None
+        if profile is not None:
             spin["radial_map"] = profile.to_dict()
             y = torch.cat([profile.forward(y[:, :3])[0], y[:, 3:]], 1)
             axes = tuple(i for i in axes if i >= 3)
@@ -272,7 +281,7 @@ class Standardizer:
         complete: torch.Tensor,
         asinh_axes: Sequence[int],
         rotation: bool | None,
-        radial_profile: bool,
+        radial_profile: bool | None,
         velocity_ellipsoid: bool | None,
     ) -> Standardizer:
         """:meth:`fit` where some values are NaN (velocities of stars without a
@@ -436,23 +445,41 @@ def _rotation(x: torch.Tensor, v0: float, R0: float) -> torch.Tensor:
     )
 
 
-def _automatic_velocity_map(
-    data: np.ndarray, removed: float | None
-) -> VelocityEllipsoidMap | None:
-    """The velocity map that ``Standardizer.fit(velocity_ellipsoid=None)`` uses
-    for stars ``(N, 6)`` (``removed``: the rotation curve's fraction of the
-    velocity variance, if fitted already), or None where it does not apply."""
-    if data.shape[1] != 6 or local_center(data[:, :3]) is not None:
-        return None
+def _whole_sphere(data: np.ndarray, removed: float | None) -> bool:
+    """Whether stars ``(N, 6)`` surround their centre and do not rotate, as the
+    radial maps assume (``removed``: the rotation curve's fraction of the
+    velocity variance, if fitted already)."""
+    if data.ndim != 2 or data.shape[1] != 6 or local_center(data[:, :3]) is not None:
+        return False
     if removed is None:
         removed = fit_rotation_curve(data)[2]
-    if removed > ROTATION_VARIANCE_FRACTION:
+    return removed <= ROTATION_VARIANCE_FRACTION
+
+
+def _automatic_velocity_map(
+    data: np.ndarray, sphere: bool
+) -> VelocityEllipsoidMap | None:
+    """The velocity map ``Standardizer.fit`` uses by default for stars ``(N, 6)``
+    (``sphere``: whether they are a whole, non-rotating sphere), or None."""
+    if not sphere:
         return None
     try:
         ellipsoid = VelocityEllipsoidMap.fit(data[:, :3], data[:, 3:])
     except ValueError:  # too few stars, or a shell without spread
         return None
     return ellipsoid if ellipsoid.is_anisotropic(len(data)) else None
+
+
+def _automatic_radial_map(data: np.ndarray, sphere: bool) -> RadialProfileMap | None:
+    """The radial profile map ``Standardizer.fit`` uses by default for stars
+    ``(N, 6)`` (``sphere`` as above), or None: only for a cusp."""
+    if not sphere:
+        return None
+    try:
+        profile = RadialProfileMap.fit(data[:, :3])
+    except ValueError:  # too few stars, or no increasing profile
+        return None
+    return profile if profile.is_cusped() else None
 
 
 def fit_rotation_curve(data: np.ndarray) -> tuple[float, float, float]:

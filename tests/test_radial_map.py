@@ -372,3 +372,35 @@ def test_flows_choose_the_velocity_map_by_default():
         x, v = truth.sample(2**12, seed=8)
         df = fit_distribution_function(np.hstack([x, v]), n_flows=1, epochs=1, seed=1)
         assert (df.standardizer.velocity_map is not None) is chosen
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_cusp_is_detected(seed):
+    # 2^13 stars: d logit M / d ln r at the inner node is 3 - gamma, measured
+    # 1.9-2.0 (Hernquist), 1.5-1.6 (gamma = 3/2) and 3.0-3.1 (Plummer) over
+    # seeds 1-3, against the threshold 2.5.
+    from gala_deeppotential.mocks import DehnenPotential
+
+    truths = [
+        (gp.HernquistPotential(m=1.0, c=1.0, units=None), True),
+        (DehnenPotential(m=1.0, a=1.0, gamma=1.5, units=None), True),
+        (gp.PlummerPotential(m=1.0, b=1.0, units=None), False),
+    ]
+    for potential, cusped in truths:
+        x, v = EddingtonDF(potential).sample(2**13, seed=seed)
+        assert RadialProfileMap.fit(x).is_cusped() is cusped
+        scaler = Standardizer.fit(np.hstack([x, v]))
+        assert (scaler.radial_map is not None) is cusped
+        assert scaler.velocity_map is None  # isotropic
+
+
+def test_automatic_radial_map_only_for_non_rotating_spheres():
+    hernquist = gp.HernquistPotential(m=1.0, c=1.0, units=None)
+    x, v = EddingtonDF(hernquist).sample(2**13, seed=4)
+    assert Standardizer.fit(np.hstack([x, v])).radial_map is not None
+    assert Standardizer.fit(np.hstack([x, v]), radial_profile=False).radial_map is None
+    far = x + np.array([100.0, 0.0, 0.0])
+    assert Standardizer.fit(np.hstack([far, v])).radial_map is None
+    spin = 0.3 * np.stack([-x[:, 1], x[:, 0], 0 * x[:, 0]], axis=1)
+    spin /= np.sqrt(1 + np.sum(x[:, :2] ** 2, axis=1))[:, None]
+    assert Standardizer.fit(np.hstack([x, v + spin])).radial_map is None
