@@ -479,7 +479,7 @@ def _automatic_radial_map(data: np.ndarray, sphere: bool) -> RadialProfileMap | 
         profile = RadialProfileMap.fit(data[:, :3])
     except ValueError:  # too few stars, or no increasing profile
         return None
-    return profile if profile.is_cusped() else None
+    return profile if profile.is_cusped(len(data)) else None
 
 
 def fit_rotation_curve(data: np.ndarray) -> tuple[float, float, float]:
