@@ -389,20 +389,23 @@ def test_cusp_is_detected(seed):
     for potential, cusped in truths:
         x, v = EddingtonDF(potential).sample(2**14, seed=seed)
         assert RadialProfileMap.fit(x).is_cusped(len(x)) is cusped
-        scaler = Standardizer.fit(np.hstack([x, v]))
+        scaler = Standardizer.fit(np.hstack([x, v]), radial_profile=None)
         assert (scaler.radial_map is not None) is cusped
+        assert Standardizer.fit(np.hstack([x, v])).radial_map is None  # default
         assert scaler.velocity_map is None  # isotropic
 
 
 def test_automatic_radial_map_only_for_non_rotating_spheres():
     hernquist = gp.HernquistPotential(m=1.0, c=1.0, units=None)
     x, v = EddingtonDF(hernquist).sample(2**14, seed=4)
-    assert Standardizer.fit(np.hstack([x, v])).radial_map is not None
+    data = np.hstack([x, v])
+    assert Standardizer.fit(data, radial_profile=None).radial_map is not None
     # Too few stars to tell a cusp from a core: no map.
-    assert Standardizer.fit(np.hstack([x, v])[:5000]).radial_map is None
-    assert Standardizer.fit(np.hstack([x, v]), radial_profile=False).radial_map is None
-    far = x + np.array([100.0, 0.0, 0.0])
-    assert Standardizer.fit(np.hstack([far, v])).radial_map is None
+    assert Standardizer.fit(data[:5000], radial_profile=None).radial_map is None
+    assert Standardizer.fit(data).radial_map is None
+    far = np.hstack([x + np.array([100.0, 0.0, 0.0]), v])
+    assert Standardizer.fit(far, radial_profile=None).radial_map is None
     spin = 0.3 * np.stack([-x[:, 1], x[:, 0], 0 * x[:, 0]], axis=1)
     spin /= np.sqrt(1 + np.sum(x[:, :2] ** 2, axis=1))[:, None]
-    assert Standardizer.fit(np.hstack([x, v + spin])).radial_map is None
+    rotating = np.hstack([x, v + spin])
+    assert Standardizer.fit(rotating, radial_profile=None).radial_map is None
