@@ -449,7 +449,7 @@ def _whole_sphere(data: np.ndarray, removed: float | None) -> bool:
     """Whether stars ``(N, 6)`` surround their centre and do not rotate, as the
     radial maps assume (``removed``: the rotation curve's fraction of the
     velocity variance, if fitted already)."""
-    if data.ndim != 2 or data.shape[1] != 6 or local_center(data[:, :3]) is not None:
+    if data.shape[1] != 6 or local_center(data[:, :3]) is not None:
         return False
     if removed is None:
         removed = fit_rotation_curve(data)[2]
