@@ -29,6 +29,7 @@ The truths, all with scale radius 2 kpc and (but for ``tracers``) a mass of
   seeds and each run under ``runs``;
 * ``om_plummer``: Osipkov–Merritt Plummer sphere, r_a = b (β = 0.5 at b, 0.9
   at 3 b);
+* ``hernquist``: isotropic Hernquist sphere (a γ = 1 cusp);
 * ``om_hernquist``: Osipkov–Merritt Hernquist sphere, r_a = a;
 * ``tangential``: Plummer sphere with constant β = -1/2;
 * ``dehnen15``: isotropic Dehnen sphere with a γ = 3/2 cusp;
@@ -82,6 +83,9 @@ def _plummer() -> PlummerPotential:
 TRUTHS = {
     "plummer": lambda: PlummerTruth(m=MASS, b=SCALE, units=galactic),
     "om_plummer": lambda: CuddefordDF(_plummer(), anisotropy_radius=SCALE),
+    "hernquist": lambda: EddingtonDF(
+        HernquistPotential(m=MASS, c=SCALE, units=galactic)
+    ),
     "om_hernquist": lambda: CuddefordDF(
         HernquistPotential(m=MASS, c=SCALE, units=galactic), anisotropy_radius=SCALE
     ),
