@@ -94,7 +94,7 @@ class FlowOptions:
         flows: a fitted radial density profile becomes a unit Gaussian, so
         the flows learn only the departures from it, and a cusp (or a core's
         curvature) is not smoothed away. The positions then skip the asinh.
-        ``True`` always, ``False`` (the default) never, ``None`` where the
+        ``True`` always, ``False`` never, ``None`` (the default) where the
         stars surround their centre, do not rotate and have a density cusp
         (see :meth:`~gala_deeppotential.standardizer.Standardizer.fit`).
     velocity_ellipsoid : bool, optional
@@ -125,7 +125,7 @@ class FlowOptions:
     activation: str = "silu"
     asinh_axes: tuple[int, ...] = (0, 1, 2)
     rotation: bool | None = False
-    radial_profile: bool | None = False
+    radial_profile: bool | None = None
     velocity_ellipsoid: bool | None = None
     factorization: str = "joint"
 

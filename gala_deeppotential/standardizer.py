@@ -154,7 +154,7 @@ class Standardizer:
         data: np.ndarray | torch.Tensor,
         asinh_axes: Sequence[int] = (0, 1, 2),
         rotation: bool | None = None,
-        radial_profile: bool | None = False,
+        radial_profile: bool | None = None,
         velocity_ellipsoid: bool | None = None,
     ) -> Standardizer:
         r"""Fit the shifts and scales to a sample.
@@ -182,7 +182,7 @@ class Standardizer:
             Map the positions through a
             :class:`~gala_deeppotential.radial_map.RadialProfileMap` fitted
             to them about their median; the positions then skip the asinh.
-            With None the map is used for six-dimensional stars that
+            By default (None) the map is used for six-dimensional stars that
             surround their centre, do not rotate (as for
             ``velocity_ellipsoid``) and have a density cusp
             (:meth:`~gala_deeppotential.radial_map.RadialProfileMap.is_cusped`).
