@@ -477,7 +477,7 @@ def _automatic_radial_map(data: np.ndarray, sphere: bool) -> RadialProfileMap | 
         return None
     try:
         profile = RadialProfileMap.fit(data[:, :3])
-    except ValueError:  # too few stars, or no increasing profile
+    except ValueError:  # fewer than 16 stars off the centre
         return None
     return profile if profile.is_cusped(len(data)) else None
 
