@@ -6,7 +6,7 @@ from __future__ import annotations
 __all__ = ["RadialProfileMap", "VelocityEllipsoidMap", "local_center"]
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -440,9 +440,7 @@ class VelocityEllipsoidMap:
         levels = expit(np.linspace(-_NODE_LOGIT, _NODE_LOGIT, _N_VELOCITY_NODES))
         nodes = np.unique(np.log(np.quantile(r, levels)))
         log_sigma = [
-            _least_squares_nodes(
-                nodes, s, 0.5 * np.log(m), np.sqrt(counts), extend=_flat_inward
-            )
+            _least_squares_nodes(nodes, s, 0.5 * np.log(m), np.sqrt(counts))
             for m in moments
         ]
         core = float(np.quantile(r, _CORE_FRACTION))
@@ -561,27 +559,20 @@ def _tangential_power(log_ratio: float, n_inner: int) -> float:
 
 
 def _least_squares_nodes(
-    nodes: np.ndarray,
-    s: np.ndarray,
-    values: np.ndarray,
-    weights: np.ndarray | float = 1.0,
-    extend: Callable[[CubicSpline, np.ndarray], np.ndarray] | None = None,
+    nodes: np.ndarray, s: np.ndarray, values: np.ndarray, weights: np.ndarray
 ) -> np.ndarray:
     """The values at ``nodes`` of the natural cubic spline closest to ``values``
     at ``s``, by least squares with the residuals times ``weights``; beyond its
-    end nodes the spline is continued by ``extend(spline, s)`` (default:
-    linearly)."""
-    if extend is None:
-        extend = _linear_beyond_value
+    end nodes the spline is continued as :class:`VelocityEllipsoidMap`
+    evaluates it (:func:`_flat_inward`)."""
     basis = np.stack(
         [
-            extend(CubicSpline(nodes, unit, bc_type="natural"), s)
+            _flat_inward(CubicSpline(nodes, unit, bc_type="natural"), s)
             for unit in np.eye(nodes.size)
         ],
         axis=1,
     )
-    weights = np.broadcast_to(weights, s.shape)[:, None]
-    return np.linalg.lstsq(basis * weights, values * weights[:, 0], rcond=None)[0]
+    return np.linalg.lstsq(basis * weights[:, None], values * weights, rcond=None)[0]
 
 
 def _zhao_logit(
@@ -625,11 +616,6 @@ def _linear_beyond(spline: CubicSpline, s: np.ndarray) -> tuple[np.ndarray, np.n
     inside = np.clip(s, lo, hi)
     slope = spline(inside, 1)
     return spline(inside) + slope * (s - inside), slope
-
-
-def _linear_beyond_value(spline: CubicSpline, s: np.ndarray) -> np.ndarray:
-    """:func:`_linear_beyond`'s value alone."""
-    return _linear_beyond(spline, s)[0]
 
 
 def _flat_inward(spline: CubicSpline, s: np.ndarray) -> np.ndarray:
