@@ -575,21 +575,29 @@ def _least_squares_nodes(
     return np.linalg.lstsq(basis * weights[:, None], values * weights, rcond=None)[0]
 
 
+def _zhao_log_m(
+    log_r: np.ndarray, log_a: float, alpha: float, gamma: float
+) -> np.ndarray:
+    """ln M at ln r for :class:`RadialProfileMap`'s family of profiles."""
+    return (3 - gamma) / alpha * log_expit(alpha * (log_r - log_a))
+
+
 def _zhao_logit(
     log_r: np.ndarray, log_a: float, alpha: float, gamma: float
 ) -> np.ndarray:
-    """logit M at ln r for :class:`RadialProfileMap`'s family of profiles."""
-    log_m = (3 - gamma) / alpha * log_expit(alpha * (log_r - log_a))
+    """logit M at ln r for the same family."""
+    log_m = _zhao_log_m(log_r, log_a, alpha, gamma)
     return log_m - np.log(-np.expm1(log_m))
 
 
 def _zhao_negative_log_likelihood(theta: np.ndarray, log_r: np.ndarray) -> float:
-    """Minus the mean log density of ln r (dM / d ln r) for (ln a, ln alpha, gamma)."""
+    """Minus the mean log density of ln r (dM / d ln r) for (ln a, ln alpha, gamma):
+    d ln M / d ln r = (3 - gamma) expit(-alpha ln(r/a))."""
     log_a, log_alpha, gamma = theta
     alpha = math.exp(log_alpha)
-    u = alpha * (log_r - log_a)
-    log_m = (3 - gamma) / alpha * log_expit(u)
-    return -float(np.mean(log_m + log_expit(-u))) - math.log(3 - gamma)
+    log_m = _zhao_log_m(log_r, log_a, alpha, gamma)
+    log_slope = log_expit(-alpha * (log_r - log_a))
+    return -float(np.mean(log_m + log_slope)) - math.log(3 - gamma)
 
 
 def _fit_zhao_profile(log_r: np.ndarray) -> tuple[float, float, float]:
