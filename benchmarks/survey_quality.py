@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
     def saved(name: str):
         return None if args.save is None else os.path.join(args.save, f"{name}.yml")
 
-    truth = ShuDiscDF(disc_galaxy_potential())
+    truth = ShuDiscDF(disc_galaxy_potential(), sense="clockwise")
     volume = SkySelection(distance_limit=RADIUS)
     result: dict = {"n_stars": args.n_stars}
     pot = None

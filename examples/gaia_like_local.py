@@ -3,7 +3,8 @@
 The galaxy is a Miyamoto-Nagai disc, a Hernquist bulge and an NFW halo
 (:func:`~gala_deeppotential.mocks.disc_galaxy_potential`, v_c = 230 km/s at
 8 kpc); its stars are an exact cold disc
-(:class:`~gala_deeppotential.mocks.ShuDiscDF`). A survey sees the 2^17 stars
+(:class:`~gala_deeppotential.mocks.ShuDiscDF`), turning clockwise in the
+Galactocentric frame as the Milky Way does. A survey sees the 2^17 stars
 within 1.5 kpc of the Sun, as Gaia would
 (:func:`~gala_deeppotential.mocks.mock_gaia_catalogue`): parallaxes, proper
 motions and radial velocities with DR3-like errors
@@ -12,7 +13,7 @@ for only 30% of the stars. The catalogue is written to ``gaia_like.ecsv``,
 read back, and fitted with :func:`gala_deeppotential.fit`, which
 
 * keeps the stars without radial velocities (they inform the density of
-  positions),
+  positions, and with the radial velocity integrated out, the velocities),
 * deconvolves the errors of the ``_error`` columns,
 * fits Φ inside the 1.5 kpc sphere, given as a
   :class:`~gala_deeppotential.selection.SkySelection`.
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
 
     # The truth, and what Gaia would see of it.
-    truth = ShuDiscDF(disc_galaxy_potential())
+    truth = ShuDiscDF(disc_galaxy_potential(), sense="clockwise")
     sun = SkyFrame().offset * u.kpc
     x, v = truth.sample_sphere(size["n_stars"], sun, RADIUS, seed=args.seed)
     catalogue = mock_gaia_catalogue(

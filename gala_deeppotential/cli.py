@@ -270,12 +270,19 @@ def _stationarity_line(summary: dict[str, Any]) -> str:
 def _survey_line(survey: dict[str, Any]) -> str:
     """What the fit made of the catalogue: stars per part, selection, errors."""
     n_x, n_v = survey["stars_for_positions"], survey["stars_for_velocities"]
+    n_t = survey.get("stars_for_tangential_velocities", 0)
     parts = [
         f"all {n_x} stars inform the positions' density"
         + (
             f", the {n_v} with radial velocities the velocities"
             if n_v < n_x
             else " and the velocities"
+        )
+        + (
+            f", the other {n_t} their tangential velocities (radial ones "
+            "integrated out)"
+            if n_t
+            else ""
         )
     ]
     selection = survey["selection"]
@@ -440,7 +447,8 @@ def _add_survey_arguments(parser: argparse.ArgumentParser) -> None:
     survey = parser.add_argument_group(
         "survey",
         "Stars with a NaN or masked radial velocity are kept (they inform the "
-        "density of positions), and a catalogue's parallax_error, pmra_error, "
+        "density of positions and, with the radial velocity integrated out, the "
+        "velocities), and a catalogue's parallax_error, pmra_error, "
         "pmdec_error and radial_velocity_error columns are deconvolved, without "
         "flags. A selection function is a HEALPix footprint times a distance "
         "limit (gala_deeppotential.selection.SkySelection).",

@@ -23,6 +23,12 @@ log-weights; the flows are then trained on
 :math:`\ln \frac1M \sum_m f(o_m)\, d_m^6`, the Monte Carlo estimate of the
 convolved likelihood (its expectation is a lower bound on
 :math:`\ln p(\hat o)` that tightens as M grows), which deconvolves the DF.
+
+With ``marginalize_rv=True`` a star without a radial velocity is modelled
+in full phase space too: its missing radial velocity is drawn from the
+proposal of :func:`~gala_deeppotential.sightlines.radial_velocity_proposal`
+in place of a measurement, and weighted by :math:`d^6 / q(v_r)`, so that
+the average integrates it out (:mod:`gala_deeppotential.sightlines`).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import numpy as np
 import torch
 from gala.units import UnitSystem
 
+from .sightlines import proposal_log_weight, radial_velocity_proposal, sun_to_star
 from .sky import SkyFrame
 
 # The measured quantities, in the order of the noise's last axis.
@@ -58,6 +65,10 @@ class NoisyAstrometry:
         The fit's frame.
     units : :class:`~gala.units.UnitSystem`
         The fit's units.
+    marginalize_rv : bool
+        Draw the missing radial velocities from a proposal and integrate
+        them out (the stars' tangential velocities then inform the DF);
+        else a star without one informs only the positions' density.
 
     Examples
     --------
@@ -75,8 +86,17 @@ class NoisyAstrometry:
     (torch.Size([1, 3, 6]), torch.Size([1, 3]))
     """
 
+    #: Every draw of a star has its own position (its parallax is drawn).
+    fixed_positions = False
+    #: The draws follow measurement errors.
+    has_errors = True
+
     def __init__(
-        self, astrometry: Mapping[str, np.ndarray], galcen_frame: Any, units: UnitSystem
+        self,
+        astrometry: Mapping[str, np.ndarray],
+        galcen_frame: Any,
+        units: UnitSystem,
+        marginalize_rv: bool = False,
     ) -> None:
         self.sky = SkyFrame(galcen_frame)
         self.length = float((1 * u.kpc).to_value(units["length"]))
@@ -90,9 +110,13 @@ class NoisyAstrometry:
             [np.asarray(astrometry[f"{key}_error"], dtype=float) for key in _MEASURED],
             axis=1,
         )
-        # Stars without a radial velocity get a zero one, never used.
+        # Stars without a radial velocity get a zero one, never used unless
+        # the proposal below replaces it.
         measured[:, 3] = np.where(np.isfinite(rv), rv, 0.0)
         sigma[:, 3] = np.where(np.isfinite(rv), sigma[:, 3], 0.0)
+        self.marginalizes_rv = bool(marginalize_rv) and not bool(self.has_rv.all())
+        if self.marginalizes_rv:
+            measured[:, 3], sigma[:, 3] = self._proposal(astrometry, measured, rv)
         self.measured = torch.as_tensor(measured)
         self.sigma = torch.as_tensor(sigma)
         self.sky_position = torch.as_tensor(
@@ -105,6 +129,21 @@ class NoisyAstrometry:
 
     def __len__(self) -> int:
         return self.measured.shape[0]
+
+    def _proposal(
+        self, astrometry: Mapping[str, np.ndarray], measured: np.ndarray, rv: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and width [km/s] of the missing radial velocities' proposal
+        (the measured value and its error for the other stars)."""
+        point = dict(zip(_MEASURED, measured.T, strict=True))
+        x, v = self.sky.galactocentric(
+            {"ra": astrometry["ra"], "dec": astrometry["dec"], **point}
+        )
+        has_rv = np.isfinite(rv)
+        direction = sun_to_star(x, self.sky.galcen_frame)
+        mean, width = radial_velocity_proposal(x, v, has_rv, direction)
+        errors = np.asarray(astrometry["radial_velocity_error"], dtype=float)
+        return np.where(has_rv, rv, mean), np.where(has_rv, errors, width)
 
     def point_estimates(self) -> torch.Tensor:
         """Phase space at the measured values, (N, 6) in the fit's units;
@@ -134,9 +173,10 @@ class NoisyAstrometry:
             Galactocentric positions and velocities in the fit's units (the
             velocities of stars without a radial velocity are meaningless).
         log_weight : :class:`torch.Tensor`, shape (..., M), float64
-            :math:`6 \ln d` (:math:`4 \ln d` without a radial velocity)
-            [d in kpc]; :math:`-\infty` for a draw with a parallax
-            :math:`\leq 0`, which is placed at the measured one.
+            :math:`6 \ln d` (:math:`4 \ln d` without a radial velocity,
+            :math:`6 \ln d - \ln q(v_r)` when it is drawn from the
+            proposal) [d in kpc]; :math:`-\infty` for a draw with a
+            parallax :math:`\leq 0`, which is placed at the measured one.
         """
         device = noise.device
         rows_cpu = rows.cpu()
@@ -158,7 +198,10 @@ class NoisyAstrometry:
             }
         )
         has_rv = self.has_rv[rows_cpu].to(device)[..., None]
-        power = torch.where(has_rv, 6.0, 4.0).to(torch.float64)
+        power = torch.where(has_rv | self.marginalizes_rv, 6.0, 4.0).to(torch.float64)
         log_weight = -power * torch.log(parallax)
+        if self.marginalizes_rv:
+            drawn = proposal_log_weight(sigma[..., 0, 3], noise[..., 3].to(obs))
+            log_weight = log_weight + torch.where(has_rv, 0.0, drawn)
         log_weight = torch.where(behind, -torch.inf, log_weight)
         return torch.cat([x * self.length, v * self.speed], dim=-1), log_weight

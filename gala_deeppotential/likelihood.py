@@ -1,7 +1,10 @@
 r"""Per-star likelihoods of the flows for incomplete or noisy stars.
 
-A star without a radial velocity informs only the density of positions; a
-star with measurement errors, the DF convolved with them (by Monte Carlo, see
+A star without a radial velocity informs the density of positions and,
+given its proper motions, the density of its tangential velocity (by Monte
+Carlo over the missing radial velocity, see
+:mod:`gala_deeppotential.sightlines`); a star with measurement errors, the
+DF convolved with them (by Monte Carlo, see
 :mod:`gala_deeppotential.deconvolution`). :class:`StarLikelihood` evaluates
 either for the training loop, :func:`jackknife_log_mean_exp` debiases the
 Monte Carlo estimate.
@@ -39,14 +42,17 @@ class StarLikelihood:
     r"""Per-star likelihoods for stars with missing radial velocities or errors.
 
     A star with a radial velocity contributes :math:`\ln f(x, v)`, one
-    without only the density of its position, :math:`\ln p(x)` (the
-    members must factorize as :math:`p(x)\,p(v \mid x)`). With measurement
-    errors, either is the Monte Carlo estimate of its error-convolved value,
+    without the density of its position, :math:`\ln p(x)` (the members
+    must factorize as :math:`p(x)\,p(v \mid x)`), times that of its
+    tangential velocity when the draws (``noisy``) integrate out its radial
+    velocity. With draws, each term is the Monte Carlo estimate
     :math:`\ln \frac1M \sum_m f(y_m)\,w_m` over M draws :math:`y_m` of
-    its true coordinates with weights :math:`w_m`
-    (:class:`~gala_deeppotential.deconvolution.NoisyAstrometry`), debiased
-    by the jackknife (:func:`jackknife_log_mean_exp`). All densities are in
-    the caller's units, Jacobians included.
+    its true coordinates with weights :math:`w_m`: for measurement errors
+    (:class:`~gala_deeppotential.deconvolution.NoisyAstrometry`) debiased
+    by the jackknife (:func:`jackknife_log_mean_exp`), for missing radial
+    velocities alone
+    (:class:`~gala_deeppotential.sightlines.MissingRadialVelocities`) as
+    it is. All densities are in the caller's units, Jacobians included.
     """
 
     def __init__(
@@ -73,7 +79,7 @@ class StarLikelihood:
         # counts with the selection there, S(x) f(x, v) / Z: ``selection``
         # gives S at positions (..., 3) as a float64 CPU tensor.
         self.selection = selection
-        self.samples = settings["error_samples"] if noisy is not None else 1
+        self.samples = 1 if noisy is None else _draws_per_star(noisy, settings)
         self.train_rows, self.val_rows = order[n_val:], order[:n_val]
         self.has_rv = has_rv.to(device)
         # Exact stars: their coordinates, NaN velocities zeroed (masked below).
@@ -91,34 +97,38 @@ class StarLikelihood:
         measured ones; without, of the measured coordinates as they are.
         """
         k, b = stars.shape
+        fixed = noise is None or self.noisy.fixed_positions
         if noise is None:
             samples, y, log_w = 1, self.y[stars][:, :, None], 0.0
         else:
             samples = noise.shape[2]
             y, log_w = self.noisy.draw(stars, noise.to(self.device))
-            if self.selection is not None:
+            if self.selection is not None and not fixed:
                 seen = self.selection(y[..., :3]).clamp_min(1e-30)
                 log_w = log_w + torch.log(seen).to(log_w)
-        has_rv = self.has_rv[stars][:, :, None].expand(k, b, samples)
-        y = torch.where(has_rv[..., None] | _POSITION_AXES.to(y.device), y, 0.0)
-        s = self.scaler.transform(y).to(torch.float32).reshape(k, -1, 6)
-        rows = s.shape[1]
-        s = torch.cat([s, s.new_zeros(k, -rows % ROW_MULTIPLE, 6)], dim=1)
-        shape = (k, b, samples)
+        has_v = self.has_rv[stars][:, :, None].expand(k, b, samples)
+        if noise is not None and self.noisy.marginalizes_rv:
+            has_v = torch.ones_like(has_v)
+        y = torch.where(has_v[..., None] | _POSITION_AXES.to(y.device), y, 0.0)
+        s = self.scaler.transform(y).to(torch.float32).reshape(k, b, samples, 6)
         if isinstance(self.flow, FactorizedFlow):
-            lp_x, lp_v = (
-                t[:, :rows].reshape(shape) for t in self.flow.log_prob_parts(s)
-            )
+            lp_x, lp_v = _factorized_log_prob(self.flow, s, fixed)
             j_x, j_v = (
                 t.to(torch.float32) for t in self.scaler.log_abs_det_jacobian_split(y)
             )
-            ell = lp_x + j_x + torch.where(has_rv, lp_v + j_v, 0.0)
+            ell = lp_x + j_x + torch.where(has_v, lp_v + j_v, 0.0)
         else:
-            lp = self.flow.log_prob(s)[:, :rows].reshape(shape)
+            lp = _rows_log_prob(self.flow.log_prob, s.reshape(k, -1, 6))
+            lp = lp.reshape(k, b, samples)
             ell = lp + self.scaler.log_abs_det_jacobian(y).to(torch.float32)
         if noise is None:
             return ell[..., 0]
-        return jackknife_log_mean_exp(ell + log_w.to(torch.float32))
+        ell = ell + log_w.to(torch.float32)
+        if self.noisy.has_errors:
+            return jackknife_log_mean_exp(ell)
+        # Missing radial velocities alone: the plain estimate (see
+        # gala_deeppotential.sightlines for why not the jackknife).
+        return torch.logsumexp(ell, dim=-1) - math.log(samples)
 
     def train_loss(
         self,
@@ -154,6 +164,45 @@ class StarLikelihood:
                     noise = self.val_noise[chunk].expand(k, -1, -1, -1)
                 total -= self._log_likelihood(stars, noise).sum(dim=1)
         return (total / len(self.val_rows)).cpu()
+
+
+def _draws_per_star(noisy: Any, settings: dict[str, Any]) -> int:
+    """M: the error draws, or the radial-velocity draws, whichever is more."""
+    errors = settings["error_samples"] if noisy.has_errors else 1
+    return max(errors, settings["rv_samples"] if noisy.marginalizes_rv else 1)
+
+
+def _rows_log_prob(log_prob: Callable, s: torch.Tensor, *context: torch.Tensor):
+    """``log_prob`` of (K, R, D) rows, padded to whole float32 vectors of rows
+    (so a star's value does not depend on the batch around it)."""
+    k, rows = s.shape[:2]
+    pad = -rows % ROW_MULTIPLE
+    padded = [
+        torch.cat([t, t.new_zeros(k, pad, t.shape[2])], dim=1) for t in (s, *context)
+    ]
+    return log_prob(*padded)[:, :rows]
+
+
+def _factorized_log_prob(
+    flow: FactorizedFlow, s: torch.Tensor, fixed: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r""":math:`\ln p(x)` and :math:`\ln p(v \mid x)` of draws (K, B, M, 6).
+
+    Both are (K, B, M). With ``fixed`` positions (the same in every draw of a star), the
+    positions' flow runs once per star.
+    """
+    k, b, m, _ = s.shape
+    x, v = s[..., :3], s[..., 3:]
+    if fixed:
+        lp_x = _rows_log_prob(flow.positions.log_prob, x[:, :, 0])[..., None]
+        lp_x = lp_x.expand(k, b, m)
+    else:
+        lp_x = _rows_log_prob(flow.positions.log_prob, x.reshape(k, -1, 3))
+        lp_x = lp_x.reshape(k, b, m)
+    lp_v = _rows_log_prob(
+        flow.velocities.log_prob, v.reshape(k, -1, 3), x.reshape(k, -1, 3)
+    )
+    return lp_x, lp_v.reshape(k, b, m)
 
 
 def jackknife_log_mean_exp(ell: torch.Tensor) -> torch.Tensor:

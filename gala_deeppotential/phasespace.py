@@ -106,6 +106,13 @@ class PhaseSpaceData:
         errors ``parallax_error``, ``pmra_error``, ``pmdec_error`` and
         ``radial_velocity_error``, in the same units. Sky positions are
         taken as exact.
+    v_zero_rv : :class:`numpy.ndarray`, shape (N, 3), or None
+        For the stars without a radial velocity, the velocity their proper
+        motions give with a zero heliocentric radial velocity (the true one
+        is this plus :math:`v_r` along the line of sight; see
+        :mod:`gala_deeppotential.sightlines`); NaN rows for the other
+        stars. None when every star has a radial velocity, or when the
+        catalogue's velocities are not sky coordinates.
     """
 
     x: np.ndarray
@@ -115,6 +122,7 @@ class PhaseSpaceData:
     n_dropped: int = 0
     has_rv: np.ndarray | None = None
     astrometry: dict[str, np.ndarray] | None = None
+    v_zero_rv: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -326,11 +334,14 @@ def to_phase_space(
     astrometry = None
     if isinstance(catalogue, Table):
         catalogue, astrometry = table_to_icrs(catalogue, columns, drop_invalid, dropped)
-    pos, vel, frame, no_rv = _galactocentric(
+    pos, vel, frame, no_rv, vel_zero_rv = _galactocentric(
         catalogue, galcen_frame, dimensionless, drop_invalid, dropped, min_stars
     )
     x = _in_unit(pos, units["length"], "positions", "a length")
     v = _in_unit(vel, units["length"] / units["time"], "velocities", "a speed")
+    v_zero_rv = None
+    if vel_zero_rv is not None:
+        v_zero_rv = vel_zero_rv.to_value(units["length"] / units["time"])
     # Stars without a radial velocity have NaN velocities by design.
     v_checked = np.where(no_rv, 0.0, v)
     components = dict(
@@ -339,6 +350,8 @@ def to_phase_space(
     keep = finite_rows(components, drop_invalid, dropped)
     x, v, no_rv = x[:, keep].T.copy(), v[:, keep].T.copy(), no_rv[keep]
     v[no_rv] = np.nan
+    if v_zero_rv is not None:
+        v_zero_rv = np.where(no_rv[:, None], v_zero_rv[:, keep].T, np.nan)
     if astrometry is not None:
         astrometry = {key: value[keep] for key, value in astrometry.items()}
     _check_size(x.shape[0], dropped.stars, min_stars)
@@ -358,6 +371,7 @@ def to_phase_space(
         n_dropped=dropped.stars,
         has_rv=~no_rv if no_rv.any() else None,
         astrometry=astrometry,
+        v_zero_rv=v_zero_rv if no_rv.any() else None,
     )
 
 
@@ -368,9 +382,12 @@ def _galactocentric(
     drop_invalid: bool,
     dropped: DropLog,
     min_stars: int,
-) -> tuple[u.Quantity, u.Quantity, Galactocentric | None, np.ndarray]:
+) -> tuple[
+    u.Quantity, u.Quantity, Galactocentric | None, np.ndarray, u.Quantity | None
+]:
     """Galactocentric positions and velocities (3, N) of a catalogue, the frame,
-    and which stars have no radial velocity."""
+    which stars have no radial velocity, and the velocities (3, N) with their
+    missing radial velocities set to zero (None when none is missing)."""
     if isinstance(catalogue, BaseCoordinateFrame):
         catalogue = SkyCoord(catalogue)
     if isinstance(catalogue, SkyCoord):
@@ -385,11 +402,19 @@ def _galactocentric(
         coord, no_rv = _checked_skycoord(catalogue, drop_invalid, dropped)
         _check_size(len(coord), dropped.stars, min_stars)
         galcen = coord.transform_to(frame)
-        return galcen.cartesian.xyz, galcen.velocity.d_xyz, frame, no_rv
+        zero_rv = _zero_missing_rv(coord, no_rv)
+        vel_zero_rv = None if zero_rv is None else zero_rv.transform_to(frame)
+        return (
+            galcen.cartesian.xyz,
+            galcen.velocity.d_xyz,
+            frame,
+            no_rv,
+            None if vel_zero_rv is None else vel_zero_rv.velocity.d_xyz,
+        )
     frame = None if dimensionless else _explicit_frame(galcen_frame)
     if isinstance(catalogue, PhaseSpacePosition):
         pos, vel = catalogue.xyz.reshape(3, -1), catalogue.v_xyz.reshape(3, -1)
-        return pos, vel, frame, np.zeros(pos.shape[1], dtype=bool)
+        return pos, vel, frame, np.zeros(pos.shape[1], dtype=bool), None
     if isinstance(catalogue, (tuple, list)) and len(catalogue) == 2:
         pos = _components_first(catalogue[0], "pos")
         vel = _components_first(catalogue[1], "vel")
@@ -398,12 +423,28 @@ def _galactocentric(
                 f"pos and vel hold different numbers of stars: {pos.shape[1]} "
                 f"and {vel.shape[1]}"
             )
-        return pos, vel, frame, np.zeros(pos.shape[1], dtype=bool)
+        return pos, vel, frame, np.zeros(pos.shape[1], dtype=bool), None
     raise TypeError(
         f"cannot read a catalogue from {type(catalogue).__name__}; pass a "
         "SkyCoord, a gala PhaseSpacePosition, a (pos, vel) pair of "
         "Quantities, an astropy Table, or an ECSV/FITS/CSV file path"
     )
+
+
+def _zero_missing_rv(coord: SkyCoord, no_rv: np.ndarray) -> SkyCoord | None:
+    """``coord`` with its missing radial velocities set to zero, or None when
+    none is missing (or its velocities are not spherical, with no radial
+    velocity to set)."""
+    diff = coord.data.differentials["s"]
+    if not no_rv.any() or "d_distance" not in diff.components:
+        return None
+    parts = {name: getattr(diff, name) for name in diff.components}
+    rv = parts["d_distance"]
+    parts["d_distance"] = np.where(no_rv, 0.0, rv.value) * rv.unit
+    data = coord.data.without_differentials().with_differentials(
+        {"s": type(diff)(**parts)}
+    )
+    return SkyCoord(coord.frame.realize_frame(data))
 
 
 def _explicit_frame(

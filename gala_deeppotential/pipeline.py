@@ -37,6 +37,7 @@ from .radial_map import local_center
 from .result import FitResult, output_paths
 from .runtime import torch_threads
 from .selection import BoundSelection, as_selection
+from .sightlines import MissingRadialVelocities, missing_rv_draws
 from .training import DFOptions, fit_distribution_function
 from .virial import (
     VirialOptions,
@@ -90,10 +91,14 @@ def fit(
         distances, proper motions and radial velocities, or an ECSV file.
         Stars whose radial velocity is NaN or masked are kept: every star
         informs the density of positions, those with radial velocities the
-        velocity distribution at each position (the flows then factorize as
-        :math:`p(x)\,p(v \mid x)`, ``factorization="conditional"``, set
-        automatically). This assumes that whether a star has a radial
-        velocity does not depend on its velocity.
+        velocity distribution at each position, and those without it the
+        distribution of their tangential velocities, with the radial one
+        integrated out by ``rv_samples`` Monte Carlo draws per star (a field
+        of ``df_options``; see :mod:`gala_deeppotential.sightlines`). The
+        flows then factorize as :math:`p(x)\,p(v \mid x)`
+        (``factorization="conditional"``, set automatically). This assumes
+        that whether a star has a radial velocity does not depend on its
+        velocity.
     units : :class:`~gala.units.UnitSystem`
         Unit system of the fit and of the returned potential.
     galcen_frame : :class:`~astropy.coordinates.Galactocentric` or dict, optional
@@ -231,11 +236,11 @@ def fit(
         min_stars=MIN_STARS,
     )
     phase_space = _phase_space_record(data)
-    noisy = _noisy_astrometry(data, errors)
-    bound = _bind_selection(selection, data, exact=noisy is None)
+    draws = _star_draws(data, errors, df_options.rv_samples)
+    bound = _bind_selection(selection, data, exact=not (draws and draws.has_errors))
     df_options = _df_options_for(df_options, data)
     omega = _plain_pattern_speed(pattern_speed, units)
-    stages = _stages(df_options, potential_options, seed, bound, noisy, omega)
+    stages = _stages(df_options, potential_options, seed, bound, draws, omega)
     truncated = bound is not None and df_options.truncated
     run = {"seed": seed, "threads": threads, "progress": progress}
     folder = None if checkpoint_dir is None else Path(checkpoint_dir)
@@ -250,7 +255,7 @@ def fit(
             phase_space,
             stages,
             bound,
-            noisy,
+            draws,
             omega,
         )
     else:
@@ -261,7 +266,7 @@ def fit(
             df_options,
             device=device,
             checkpoint_dir=_df_folder(folder),
-            noisy=noisy,
+            noisy=draws,
             selection=None if bound is None else bound.completeness,
             **run,
         )
@@ -331,7 +336,7 @@ def _stages(
     potential_options: PotentialOptions,
     seed: int,
     bound: BoundSelection | None,
-    noisy: NoisyAstrometry | None,
+    draws: NoisyAstrometry | MissingRadialVelocities | None,
     pattern_speed: float | str | None = None,
 ) -> dict[str, Any]:
     """The JSON-able settings of the two fits, as the checkpoints record them."""
@@ -344,8 +349,11 @@ def _stages(
         stages["pattern_speed"] = pattern_speed
     if bound is not None:
         stages["selection"] = bound.describe()
-    if noisy is not None:
-        stages["deconvolution"] = {"astrometry_sha256": noisy.sha256}
+    if draws is not None and draws.has_errors:
+        stages["deconvolution"] = {"astrometry_sha256": draws.sha256}
+    if draws is not None and draws.marginalizes_rv:
+        missing = len(draws) - int(draws.has_rv.sum())
+        stages["missing_radial_velocities"] = {"stars": missing}
     return stages
 
 
@@ -384,12 +392,13 @@ def _bind_selection(
     return selection.bind(data.frame, data.units["length"], data.x, exact)
 
 
-def _noisy_astrometry(
-    data: PhaseSpaceData, errors: bool | None
-) -> NoisyAstrometry | None:
-    """The measurements to deconvolve, or None."""
+def _star_draws(
+    data: PhaseSpaceData, errors: bool | None, rv_samples: int
+) -> NoisyAstrometry | MissingRadialVelocities | None:
+    """The measurements to deconvolve, else the missing radial velocities to
+    integrate out, else None."""
     if errors is False:
-        return None
+        return missing_rv_draws(data, rv_samples)
     if data.astrometry is None:
         if errors:
             raise CatalogueError(
@@ -398,8 +407,8 @@ def _noisy_astrometry(
                 "pmra_error, pmdec_error and radial_velocity_error (rename "
                 "yours with columns=), or pass errors=None to fit without"
             )
-        return None
-    return NoisyAstrometry(data.astrometry, data.frame, data.units)
+        return missing_rv_draws(data, rv_samples)
+    return NoisyAstrometry(data.astrometry, data.frame, data.units, rv_samples > 0)
 
 
 def _calibrated(
@@ -470,7 +479,7 @@ def _fit_distributed(
     phase_space: dict[str, Any],
     stages: dict[str, Any],
     bound: BoundSelection | None,
-    noisy: NoisyAstrometry | None,
+    draws: NoisyAstrometry | MissingRadialVelocities | None,
     pattern_speed: float | str | None,
 ) -> tuple[FlowEnsemble, PotentialFit]:
     """Both fits over torchrun's ranks: the flows shared out, Φ on rank 0."""
@@ -490,7 +499,7 @@ def _fit_distributed(
             df_options,
             device=rank_device,
             checkpoint_dir=_df_folder(folder),
-            noisy=noisy,
+            noisy=draws,
             selection=None if bound is None else bound.completeness,
             **run,
         )

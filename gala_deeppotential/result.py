@@ -99,6 +99,9 @@ class FitResult:
         return {
             "stars_for_positions": n_stars,
             "stars_for_velocities": self.phase_space.get("n_with_rv", n_stars),
+            "stars_for_tangential_velocities": self.config.get(
+                "missing_radial_velocities", {}
+            ).get("stars", 0),
             "selection": self.config.get("selection"),
             "deconvolution": (
                 {
@@ -164,7 +167,9 @@ class FitResult:
             :func:`~gala_deeppotential.virial.calibrate`; empty when it was
             turned off); ``survey`` (``stars_for_positions`` and
             ``stars_for_velocities``, the numbers of stars behind the
-            density of positions and the velocity distribution;
+            density of positions and the velocity distribution,
+            ``stars_for_tangential_velocities``, those without a radial
+            velocity whose tangential velocities informed it;
             ``selection``, the selection function's summary, or None;
             ``deconvolution``, ``error_samples`` and ``error_epochs`` if
             the measurement errors were deconvolved, else None);

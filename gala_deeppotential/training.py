@@ -85,6 +85,14 @@ class TrainingOptions:
         The flows then begin deconvolving from the error-broadened DF.
         Validation always uses the error-convolved likelihood, so that the
         best epoch is chosen by one measure. ``None``: every epoch.
+    rv_samples : int
+        For a catalogue whose stars lack some radial velocities (and give
+        :func:`train_flows` their proper motions as ``noisy``): draws per
+        star and step of each missing radial velocity, which is integrated
+        out so that the star's tangential velocity informs the DF (see
+        :mod:`gala_deeppotential.sightlines`); 0 leaves such a star to
+        inform only the positions' density. With measurement errors the
+        draws per star are the larger of this and ``error_samples``.
     truncated : bool
         For stars seen through a selection function :math:`S(x)` (given to
         :func:`train_flows` as ``selection``; without one this does nothing): fit the
@@ -109,6 +117,7 @@ class TrainingOptions:
     time_limit: float | None = None
     error_samples: int = 2
     error_epochs: int | None = None
+    rv_samples: int = 2
     truncated: bool = False
     selection_draws: int = 256
 
@@ -118,6 +127,14 @@ class TrainingOptions:
         if int(self.error_samples) != self.error_samples or self.error_samples < 1:
             raise ValueError(
                 f"error_samples must be a positive integer, got {self.error_samples!r}"
+            )
+        if int(self.rv_samples) != self.rv_samples or not (
+            self.rv_samples == 0 or self.rv_samples >= 2
+        ):
+            raise ValueError(
+                "rv_samples must be 0 (stars without a radial velocity inform "
+                "only the positions) or an integer >= 2 (the jackknife needs "
+                f"two draws), got {self.rv_samples!r}"
             )
         if self.error_epochs is not None and (
             int(self.error_epochs) != self.error_epochs or self.error_epochs < 1
@@ -247,8 +264,9 @@ def train_flows(
         Positions then velocities, :math:`(x, y, z, v_x, v_y, v_z)`, in
         any consistent units; at least
         :data:`~gala_deeppotential.df.MIN_STARS` rows. A star without a
-        radial velocity has NaN velocities: it informs only the positions'
-        density, which needs members that factorize as
+        radial velocity has NaN velocities: it informs the positions'
+        density, and its tangential velocity when ``noisy`` gives its
+        proper motions, which needs members that factorize as
         :math:`p(x)\,p(v \mid x)` (``factorization="conditional"``).
         Radial velocities must be missing independently of the velocities.
     options : :class:`TrainingOptions` or dict, optional
@@ -280,11 +298,16 @@ def train_flows(
         epoch the ranks agree (one ``all_reduce``) whether all of them are
         done, so every shard trains for as many epochs as one fit of the
         whole ensemble would.
-    noisy : :class:`~gala_deeppotential.deconvolution.NoisyAstrometry`, optional
+    noisy : NoisyAstrometry or MissingRadialVelocities, optional
         The stars' measured astrometry and errors, row for row with ``data``
         (its point estimates): the members then maximise the
         error-convolved likelihood, by ``error_samples`` Monte Carlo draws
-        per star and step, which deconvolves the DF. The losses in
+        per star and step, which deconvolves the DF
+        (:class:`~gala_deeppotential.deconvolution.NoisyAstrometry`). Or,
+        for exact astrometry
+        (:class:`~gala_deeppotential.sightlines.MissingRadialVelocities`),
+        the stars without a radial velocity as draws of their full
+        velocity (``rv_samples`` per star and step). The losses in
         ``history`` are then :math:`-\langle \ln p(\hat o) \rangle` of
         the measurements, up to a constant per star.
     selection : callable, optional

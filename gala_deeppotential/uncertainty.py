@@ -64,6 +64,7 @@ from .df import FlowEnsemble
 from .gala_potential import DeepPotential
 from .phasespace import PhaseSpaceData
 from .potential import PotentialFit, fit_potential
+from .sightlines import missing_rv_draws
 from .training import DFOptions, fit_distribution_function
 from .virial import apply_scale
 
@@ -304,12 +305,16 @@ class Resampling:
         rng = np.random.default_rng([seed, len(self.data)])
         pick = rng.integers(0, len(self.data), len(self.data))
         data = _subset(self.data, pick)
-        noisy = None
+        rv_samples = self.df_options.rv_samples
         if self.deconvolve:
-            noisy = NoisyAstrometry(data.astrometry, data.frame, data.units)
+            draws = NoisyAstrometry(
+                data.astrometry, data.frame, data.units, rv_samples > 0
+            )
+        else:
+            draws = missing_rv_draws(data, rv_samples)
         options = dataclasses.replace(self.df_options, n_flows=n_flows)
         return fit_distribution_function(
-            data.w, options, seed=seed, noisy=noisy, selection=self.completeness, **run
+            data.w, options, seed=seed, noisy=draws, selection=self.completeness, **run
         )
 
 
@@ -323,6 +328,7 @@ def _subset(data: PhaseSpaceData, pick: np.ndarray) -> PhaseSpaceData:
         astrometry=None
         if data.astrometry is None
         else {name: column[pick] for name, column in data.astrometry.items()},
+        v_zero_rv=None if data.v_zero_rv is None else data.v_zero_rv[pick],
     )
 
 

@@ -230,6 +230,33 @@ def test_disc_errors(galaxy):
         disc.grad_log_f(x, np.array([[1.0, 0, 0]]))
 
 
+def test_clockwise_disc_is_the_mirror_image(cold, galaxy):
+    # Turning the other way is the reflection y -> -y: the same positions,
+    # the azimuthal velocity reversed, f and its gradients mirrored.
+    clockwise = ShuDiscDF(galaxy, sense="clockwise")
+    x, v = cold.sample(3000, seed=4)
+    x_cw, v_cw = clockwise.sample(3000, seed=4)
+    np.testing.assert_allclose(x_cw, x)
+    assert np.mean(clockwise.lz(x_cw, v_cw) < 0) > 0.95
+    np.testing.assert_allclose(clockwise.lz(x_cw, v_cw), -cold.lz(x, v), rtol=1e-12)
+    mirror = np.array([1.0, -1.0, 1.0])
+    np.testing.assert_allclose(
+        clockwise.log_f(x * mirror, v * mirror), cold.log_f(x, v), rtol=1e-12
+    )
+    for g_cw, g in zip(
+        clockwise.grad_log_f(x * mirror, v * mirror),
+        cold.grad_log_f(x, v),
+        strict=True,
+    ):
+        np.testing.assert_allclose(g_cw, g * mirror, rtol=1e-9, atol=1e-12)
+    R, z = np.array([4.0, 8.0]), np.zeros(2)
+    m_cw, m = clockwise.moments(R, z), cold.moments(R, z)
+    np.testing.assert_allclose(m_cw["mean_v_phi"], -m["mean_v_phi"])
+    np.testing.assert_allclose(m_cw["density"], m["density"])
+    with pytest.raises(ValueError, match="sense must be"):
+        ShuDiscDF(galaxy, sense="retrograde")
+
+
 def test_circular_orbits(cold, galaxy):
     R = np.array([0.5, 3.0, 8.0, 20.0])
     lz = cold.circular_lz(R)

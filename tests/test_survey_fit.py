@@ -32,7 +32,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def stars():
-    disc = ShuDiscDF(disc_galaxy_potential())
+    disc = ShuDiscDF(disc_galaxy_potential(), sense="clockwise")
     return disc.sample_sphere(3000, SUN * u.kpc, 1.5 * u.kpc, seed=11)
 
 
@@ -54,6 +54,8 @@ def test_report_says_what_was_used(survey_fit):
     n_rv = int((~catalogue["radial_velocity"].mask).sum())
     assert survey["stars_for_positions"] == len(catalogue)
     assert survey["stars_for_velocities"] == n_rv
+    # Their proper motions inform the DF, the radial velocity integrated out.
+    assert survey["stars_for_tangential_velocities"] == len(catalogue) - n_rv
     assert survey["deconvolution"] == {"error_samples": 2, "error_epochs": None}
     assert survey["selection"]["distance_limit_kpc"] == 1.5
     # Noisy parallaxes put some stars beyond the limit; they are counted.
@@ -111,6 +113,7 @@ def test_cli_reads_errors_and_missing_rvs(stars, tmp_path, capsys):
         assert main(argv) == 0
     out = capsys.readouterr().out
     assert "the 9" in out or "with radial velocities the velocities" in out
+    assert "their tangential velocities (radial ones integrated out)" in out
     assert "measurement errors were deconvolved (2 Monte Carlo draws" in out
     assert "Φ was fitted inside the selection function (SkySelection)" in out
 

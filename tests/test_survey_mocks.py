@@ -22,7 +22,7 @@ RADIUS = 3.0
 
 @pytest.fixture(scope="module")
 def disc():
-    return ShuDiscDF(disc_galaxy_potential())
+    return ShuDiscDF(disc_galaxy_potential(), sense="clockwise")
 
 
 def summary(x, v):

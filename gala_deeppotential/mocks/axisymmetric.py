@@ -108,7 +108,17 @@ class AxisymmetricDF:
     ValueError
         For a potential that is not axisymmetric, not deepest in its plane,
         or whose circular angular momentum does not grow with radius.
+
+    Notes
+    -----
+    A subclass writes f in terms of the prograde angular momentum
+    :math:`s L_z`, where :attr:`sense` :math:`s = +1` for a system that
+    turns counterclockwise seen from +z and :math:`-1` for one that turns
+    clockwise, as the Milky Way does in astropy's Galactocentric frame.
     """
+
+    #: +1: the system turns counterclockwise seen from +z; -1: clockwise.
+    sense: int = 1
 
     def __init__(self, potential: PotentialBase, truncation_radius: u.Quantity) -> None:
         if not isinstance(potential, PotentialBase):
@@ -292,7 +302,7 @@ class AxisymmetricDF:
 
         :math:`-\infty` where :math:`E \geq E_t`.
         """
-        E, lz = self.energy(x, v), self.lz(x, v)
+        E, lz = self.energy(x, v), self.sense * self.lz(x, v)
         out = np.full(E.shape, -np.inf)
         bound = E < self.energy_max
         out[bound] = self._log_f(E[bound], lz[bound])
@@ -326,13 +336,14 @@ class AxisymmetricDF:
             If any point has :math:`E \geq E_t`, where f vanishes.
         """
         x, v = _as_points(x, v)
-        E, lz = self.energy(x, v), self.lz(x, v)
+        E, lz = self.energy(x, v), self.sense * self.lz(x, v)
         if np.any(E >= self.energy_max):
             raise ValueError(
                 f"{np.count_nonzero(E >= self.energy_max)} points have E >= E_t, "
                 "where f = 0 and ln f has no gradient; evaluate at bound points only"
             )
         d_E, d_lz = self._dlog_f(E, lz)
+        d_lz = self.sense * d_lz
         rel = x - self._origin
         grad_lz_x = np.column_stack([v[:, 1], -v[:, 0], np.zeros(len(v))])
         grad_lz_v = np.column_stack([-rel[:, 1], rel[:, 0], np.zeros(len(v))])
@@ -420,7 +431,9 @@ class AxisymmetricDF:
         v_phi: np.ndarray,
         v_z: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Cylindrical coordinates about the symmetry axis to (N, 3) arrays."""
+        """Cylindrical coordinates about the symmetry axis to (N, 3) arrays;
+        ``v_phi`` is prograde (along :attr:`sense`)."""
+        v_phi = self.sense * v_phi
         c, s = np.cos(azimuth), np.sin(azimuth)
         x = np.column_stack([R * c, R * s, z]) + self._origin
         v = np.column_stack([v_R * c - v_phi * s, v_R * s + v_phi * c, v_z])

@@ -78,6 +78,12 @@ class ShuDiscDF(AxisymmetricDF):
         :math:`R_r`: stars with guiding radii inside it rotate either way.
     truncation_radius : :class:`~astropy.units.Quantity` [length]
         f vanishes for :math:`E \geq E_t = \Phi(R_t, 0)`.
+    sense : {"counterclockwise", "clockwise"}
+        Which way the disc turns seen from +z. The Milky Way turns clockwise
+        in astropy's Galactocentric frame (the Sun's :math:`L_z < 0`): a
+        mock seen from the Sun (:func:`mock_gaia_catalogue`) should too, so
+        that its stars move with the Sun. :math:`L_z` in the formulas above
+        is then :math:`-L_z`.
 
     Examples
     --------
@@ -98,8 +104,15 @@ class ShuDiscDF(AxisymmetricDF):
         dispersion_radius: u.Quantity = 10 * u.kpc,
         retrograde_radius: u.Quantity = 0.5 * u.kpc,
         truncation_radius: u.Quantity = 100 * u.kpc,
+        sense: str = "counterclockwise",
     ) -> None:
         super().__init__(potential, truncation_radius)
+        senses = {"counterclockwise": 1, "clockwise": -1}
+        if sense not in senses:
+            raise ValueError(
+                f"sense must be 'counterclockwise' or 'clockwise', got {sense!r}"
+            )
+        self.sense = senses[sense]
         radii = {
             "reference_radius": reference_radius,
             "scale_radius": scale_radius,
@@ -423,7 +436,9 @@ class ShuDiscDF(AxisymmetricDF):
             v_phi = lz / R[i]
             density = np.trapezoid(n0, lz) / R[i]
             out["density"][i] = density
-            out["mean_v_phi"][i] = np.trapezoid(n0 * v_phi, lz) / R[i] / density
+            out["mean_v_phi"][i] = (
+                self.sense * np.trapezoid(n0 * v_phi, lz) / R[i] / density
+            )
             out["mean_v_phi2"][i] = np.trapezoid(n0 * v_phi**2, lz) / R[i] / density
             out["mean_v_R2"][i] = np.trapezoid(m2, lz) / R[i] / density
         return out
