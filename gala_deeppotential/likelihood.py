@@ -47,12 +47,14 @@ class StarLikelihood:
     tangential velocity when the draws (``noisy``) integrate out its radial
     velocity. With draws, each term is the Monte Carlo estimate
     :math:`\ln \frac1M \sum_m f(y_m)\,w_m` over M draws :math:`y_m` of
-    its true coordinates with weights :math:`w_m`: for measurement errors
-    (:class:`~gala_deeppotential.deconvolution.NoisyAstrometry`) debiased
-    by the jackknife (:func:`jackknife_log_mean_exp`), for missing radial
-    velocities alone
-    (:class:`~gala_deeppotential.sightlines.MissingRadialVelocities`) as
-    it is. All densities are in the caller's units, Jacobians included.
+    its true coordinates with weights :math:`w_m`
+    (:class:`~gala_deeppotential.deconvolution.NoisyAstrometry` for
+    measurement errors,
+    :class:`~gala_deeppotential.sightlines.MissingRadialVelocities` for
+    missing radial velocities alone): debiased by the jackknife
+    (:func:`jackknife_log_mean_exp`) for a star with a radial velocity,
+    as it is for a star whose radial velocity is drawn. All densities are
+    in the caller's units, Jacobians included.
     """
 
     def __init__(
@@ -124,11 +126,15 @@ class StarLikelihood:
         if noise is None:
             return ell[..., 0]
         ell = ell + log_w.to(torch.float32)
-        if self.noisy.has_errors:
-            return jackknife_log_mean_exp(ell)
-        # Missing radial velocities alone: the plain estimate (see
+        # A drawn radial velocity takes the plain estimate (see
         # gala_deeppotential.sightlines for why not the jackknife).
-        return torch.logsumexp(ell, dim=-1) - math.log(samples)
+        plain = torch.logsumexp(ell, dim=-1) - math.log(samples)
+        if not self.noisy.has_errors:
+            return plain
+        debiased = jackknife_log_mean_exp(ell)
+        if not self.noisy.marginalizes_rv:
+            return debiased
+        return torch.where(self.has_rv[stars], debiased, plain)
 
     def train_loss(
         self,

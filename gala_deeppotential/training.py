@@ -133,8 +133,9 @@ class TrainingOptions:
         ):
             raise ValueError(
                 "rv_samples must be 0 (stars without a radial velocity inform "
-                "only the positions) or an integer >= 2 (the jackknife needs "
-                f"two draws), got {self.rv_samples!r}"
+                "only the positions) or an integer >= 2 (one draw's ln(p/q) is "
+                "biased far towards the proposal), got "
+                f"{self.rv_samples!r}"
             )
         if self.error_epochs is not None and (
             int(self.error_epochs) != self.error_epochs or self.error_epochs < 1

@@ -200,11 +200,10 @@ def test_star_likelihood_marginalizes_the_flows_over_the_line():
             assert float(estimate[k, j]) == pytest.approx(float(quadrature), abs=0.02)
 
 
-def test_missing_rv_draws_are_averaged_without_the_jackknife():
-    # The jackknife's correction grows without bound as two draws' values
-    # part, which training exploits; missing radial velocities use the plain
-    # log-mean, so M = 2 gives ln((e^a + e^b) / 2) of the one-draw values.
-    catalogue, _ = _icrs_with_missing_rv(1000, 2, seed=7)
+def _pair_and_single_draws(draws_for, seed: int):
+    """StarLikelihood's 2-draw values of 5 stars without and 5 with a radial
+    velocity, and the values of each draw alone."""
+    catalogue, _ = _icrs_with_missing_rv(1000, 2, seed=seed)
     data = to_phase_space(catalogue)
     ensemble = FlowEnsemble(n_flows=1, factorization="conditional")
     y = torch.as_tensor(data.w)
@@ -217,20 +216,51 @@ def test_missing_rv_draws_are_averaged_without_the_jackknife():
         y,
         torch.arange(len(y)),
         1,
-        missing_rv_draws(data, 2),
+        draws_for(data),
         settings,
         "cpu",
     )
-    rows = torch.as_tensor(np.flatnonzero(~data.has_rv)[:5])[None]
-    noise = 3 * torch.randn(1, 5, 2, 4, generator=torch.Generator().manual_seed(3))
+    chosen = np.concatenate(
+        [np.flatnonzero(~data.has_rv)[:5], np.flatnonzero(data.has_rv)[:5]]
+    )
+    rows = torch.as_tensor(chosen)[None]
+    noise = 3 * torch.randn(1, 10, 2, 4, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         pair = stars._log_likelihood(rows, noise)
         a = stars._log_likelihood(rows, noise[:, :, :1])
         b = stars._log_likelihood(rows, noise[:, :, 1:])
-    assert torch.allclose(pair, torch.logaddexp(a, b) - math.log(2), atol=1e-5)
-    assert not torch.allclose(
-        pair, jackknife_log_mean_exp(torch.stack([a, b], dim=-1)), atol=1e-3
+    return pair[0], a[0], b[0]
+
+
+def _noisy_with_tiny_errors(data):
+    """The catalogue's astrometry with errors of 0.1% as NoisyAstrometry that
+    draws the missing radial velocities."""
+    base = np.where(data.has_rv[:, None], data.v, data.v_zero_rv) / KMS
+    astrometry = SkyFrame().observe(data.x, base)
+    astrometry["radial_velocity"] = np.where(
+        data.has_rv, astrometry["radial_velocity"], np.nan
     )
+    for key in ("parallax", "pmra", "pmdec", "radial_velocity"):
+        astrometry[f"{key}_error"] = 1e-3 * np.abs(astrometry[key]) + 1e-6
+    return NoisyAstrometry(astrometry, None, galactic, marginalize_rv=True)
+
+
+def test_drawn_radial_velocities_are_averaged_without_the_jackknife():
+    # The jackknife's correction grows without bound as two draws' values
+    # part, which training exploits; a drawn radial velocity takes the plain
+    # log-mean, so M = 2 gives ln((e^a + e^b) / 2) of the one-draw values.
+    plain = lambda a, b: torch.logaddexp(a, b) - math.log(2)  # noqa: E731
+    pair, a, b = _pair_and_single_draws(lambda d: missing_rv_draws(d, 2), seed=7)
+    assert torch.allclose(pair, plain(a, b), atol=1e-5)
+    jackknife = jackknife_log_mean_exp(torch.stack([a, b], dim=-1))
+    assert not torch.allclose(pair[:5], jackknife[:5], atol=1e-3)
+    # With measurement errors: the jackknife for the stars with a radial
+    # velocity, the plain mean for those whose radial velocity is drawn.
+    pair, a, b = _pair_and_single_draws(_noisy_with_tiny_errors, seed=8)
+    jackknife = jackknife_log_mean_exp(torch.stack([a, b], dim=-1))
+    assert torch.allclose(pair[:5], plain(a, b)[:5], atol=1e-5)
+    assert torch.allclose(pair[5:], jackknife[5:], atol=1e-5)
+    assert not torch.allclose(pair[:5], jackknife[:5], atol=1e-3)
 
 
 def test_noisy_astrometry_draws_missing_radial_velocities_from_the_proposal():
