@@ -33,7 +33,7 @@ the average integrates it out (:mod:`gala_deeppotential.sightlines`).
 
 from __future__ import annotations
 
-__all__ = ["NoisyAstrometry"]
+__all__ = ["NoisyAstrometry", "star_draws"]
 
 import hashlib
 from collections.abc import Mapping
@@ -44,7 +44,13 @@ import numpy as np
 import torch
 from gala.units import UnitSystem
 
-from .sightlines import proposal_log_weight, radial_velocity_proposal, sun_to_star
+from .sightlines import (
+    MissingRadialVelocities,
+    missing_rv_draws,
+    proposal_log_weight,
+    radial_velocity_proposal,
+    sun_to_star,
+)
 from .sky import SkyFrame
 
 # The measured quantities, in the order of the noise's last axis.
@@ -140,7 +146,7 @@ class NoisyAstrometry:
             {"ra": astrometry["ra"], "dec": astrometry["dec"], **point}
         )
         has_rv = np.isfinite(rv)
-        direction = sun_to_star(x, self.sky.galcen_frame)
+        direction = sun_to_star(x, self.sky)
         mean, width = radial_velocity_proposal(x, v, has_rv, direction)
         errors = np.asarray(astrometry["radial_velocity_error"], dtype=float)
         return np.where(has_rv, rv, mean), np.where(has_rv, errors, width)
@@ -205,3 +211,28 @@ class NoisyAstrometry:
             log_weight = log_weight + torch.where(has_rv, 0.0, drawn)
         log_weight = torch.where(behind, -torch.inf, log_weight)
         return torch.cat([x * self.length, v * self.speed], dim=-1), log_weight
+
+
+def star_draws(
+    data: Any, deconvolve: bool, rv_samples: int
+) -> NoisyAstrometry | MissingRadialVelocities | None:
+    """What the flows draw for a catalogue's stars, or None for exact stars.
+
+    Parameters
+    ----------
+    data : :class:`~gala_deeppotential.phasespace.PhaseSpaceData`
+    deconvolve : bool
+        Deconvolve the measurement errors of ``data.astrometry``.
+    rv_samples : int
+        Draws of each missing radial velocity (0: none, see
+        :func:`~gala_deeppotential.sightlines.missing_rv_draws`).
+
+    Returns
+    -------
+    draws : NoisyAstrometry, MissingRadialVelocities or None
+        The measurements with their errors (and missing radial velocities),
+        else the missing radial velocities alone, else None.
+    """
+    if deconvolve:
+        return NoisyAstrometry(data.astrometry, data.frame, data.units, rv_samples > 0)
+    return missing_rv_draws(data, rv_samples)

@@ -585,15 +585,6 @@ class FactorizedFlow(_MemberStack):
         z_v, log_det_v = self.velocities(v, x)
         return torch.cat([z_x, z_v], dim=-1), log_det_x + log_det_v
 
-    def log_prob_parts(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Each member's :math:`\ln p_k(x)` and :math:`\ln p_k(v \mid x)`, (K, B) each.
-
-        Their sum is :meth:`log_prob`; a star without a measured velocity
-        contributes only the first.
-        """
-        x, v = self._per_member(s, self.dim).split(self.dim // 2, dim=-1)
-        return self.positions.log_prob(x), self.velocities.log_prob(v, x)
-
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         """Map noise ``(K, B, D)`` to data: the positions first, then v given them."""
         z_x, z_v = self._per_member(z, self.dim).split(self.dim // 2, dim=-1)

@@ -126,15 +126,14 @@ class StarLikelihood:
         if noise is None:
             return ell[..., 0]
         ell = ell + log_w.to(torch.float32)
+        if self.noisy.has_errors and not self.noisy.marginalizes_rv:
+            return jackknife_log_mean_exp(ell)
         # A drawn radial velocity takes the plain estimate (see
         # gala_deeppotential.sightlines for why not the jackknife).
         plain = torch.logsumexp(ell, dim=-1) - math.log(samples)
         if not self.noisy.has_errors:
             return plain
-        debiased = jackknife_log_mean_exp(ell)
-        if not self.noisy.marginalizes_rv:
-            return debiased
-        return torch.where(self.has_rv[stars], debiased, plain)
+        return torch.where(self.has_rv[stars], jackknife_log_mean_exp(ell), plain)
 
     def train_loss(
         self,

@@ -27,7 +27,7 @@ import torch
 from gala.units import DimensionlessUnitSystem, UnitSystem, galactic
 
 from . import io
-from .deconvolution import NoisyAstrometry
+from .deconvolution import NoisyAstrometry, star_draws
 from .df import MIN_STARS, FlowEnsemble
 from .gala_potential import DeepPotential
 from .options import options_dict, resolve_options
@@ -37,7 +37,7 @@ from .radial_map import local_center
 from .result import FitResult, output_paths
 from .runtime import torch_threads
 from .selection import BoundSelection, as_selection
-from .sightlines import MissingRadialVelocities, missing_rv_draws
+from .sightlines import MissingRadialVelocities
 from .training import DFOptions, fit_distribution_function
 from .virial import (
     VirialOptions,
@@ -397,18 +397,15 @@ def _star_draws(
 ) -> NoisyAstrometry | MissingRadialVelocities | None:
     """The measurements to deconvolve, else the missing radial velocities to
     integrate out, else None."""
-    if errors is False:
-        return missing_rv_draws(data, rv_samples)
-    if data.astrometry is None:
-        if errors:
-            raise CatalogueError(
-                "errors=True, but the catalogue has no error columns: "
-                "deconvolution needs a table (or file) with parallax_error, "
-                "pmra_error, pmdec_error and radial_velocity_error (rename "
-                "yours with columns=), or pass errors=None to fit without"
-            )
-        return missing_rv_draws(data, rv_samples)
-    return NoisyAstrometry(data.astrometry, data.frame, data.units, rv_samples > 0)
+    if errors and data.astrometry is None:
+        raise CatalogueError(
+            "errors=True, but the catalogue has no error columns: "
+            "deconvolution needs a table (or file) with parallax_error, "
+            "pmra_error, pmdec_error and radial_velocity_error (rename "
+            "yours with columns=), or pass errors=None to fit without"
+        )
+    deconvolve = errors is not False and data.astrometry is not None
+    return star_draws(data, deconvolve, rv_samples)
 
 
 def _calibrated(

@@ -75,8 +75,10 @@ def sun_to_star(x: np.ndarray, galcen_frame: Any, length: float = 1.0) -> np.nda
     ----------
     x : :class:`numpy.ndarray`, shape (N, 3)
         Galactocentric positions, ``length`` units per kpc.
-    galcen_frame : :class:`~astropy.coordinates.Galactocentric` or dict
-        The frame (it places the Sun).
+    galcen_frame : Galactocentric, dict or SkyFrame
+        The frame (it places the Sun): a
+        :class:`~astropy.coordinates.Galactocentric`, its record, or a
+        :class:`~gala_deeppotential.sky.SkyFrame` of it, used as it is.
     length : float
         The positions' units per kpc.
 
@@ -85,7 +87,8 @@ def sun_to_star(x: np.ndarray, galcen_frame: Any, length: float = 1.0) -> np.nda
     >>> sun_to_star(np.array([[0.0, 0.0, 0.0]]), None).round(3)
     array([[ 1.   ,  0.   , -0.003]])
     """
-    d = np.asarray(x, dtype=float) / length - SkyFrame(galcen_frame).offset
+    sky = galcen_frame if isinstance(galcen_frame, SkyFrame) else SkyFrame(galcen_frame)
+    d = np.asarray(x, dtype=float) / length - sky.offset
     return d / np.linalg.norm(d, axis=1, keepdims=True)
 
 

@@ -59,12 +59,11 @@ from gala.units import UnitSystem
 from scipy import stats
 
 from . import io
-from .deconvolution import NoisyAstrometry
+from .deconvolution import star_draws
 from .df import FlowEnsemble
 from .gala_potential import DeepPotential
 from .phasespace import PhaseSpaceData
 from .potential import PotentialFit, fit_potential
-from .sightlines import missing_rv_draws
 from .training import DFOptions, fit_distribution_function
 from .virial import apply_scale
 
@@ -305,13 +304,7 @@ class Resampling:
         rng = np.random.default_rng([seed, len(self.data)])
         pick = rng.integers(0, len(self.data), len(self.data))
         data = _subset(self.data, pick)
-        rv_samples = self.df_options.rv_samples
-        if self.deconvolve:
-            draws = NoisyAstrometry(
-                data.astrometry, data.frame, data.units, rv_samples > 0
-            )
-        else:
-            draws = missing_rv_draws(data, rv_samples)
+        draws = star_draws(data, self.deconvolve, self.df_options.rv_samples)
         options = dataclasses.replace(self.df_options, n_flows=n_flows)
         return fit_distribution_function(
             data.w, options, seed=seed, noisy=draws, selection=self.completeness, **run
