@@ -290,6 +290,11 @@ def _survey_line(survey: dict[str, Any]) -> str:
         parts.append(
             f"Φ was fitted inside the selection function ({selection['kind']}), "
             f"{selection['margin_kpc']:.3g} kpc from its edges"
+            + (
+                ", and the flows model the DF across those edges (truncated likelihood)"
+                if survey.get("truncated_likelihood")
+                else ""
+            )
         )
     deconvolution = survey["deconvolution"]
     if deconvolution:

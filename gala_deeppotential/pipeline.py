@@ -38,7 +38,7 @@ from .result import FitResult, output_paths
 from .runtime import torch_threads
 from .selection import BoundSelection, as_selection
 from .sightlines import MissingRadialVelocities
-from .training import DFOptions, fit_distribution_function
+from .training import DFOptions, fit_distribution_function, truncation_for
 from .virial import (
     VirialOptions,
     VirialWarning,
@@ -238,7 +238,7 @@ def fit(
     phase_space = _phase_space_record(data)
     draws = _star_draws(data, errors, df_options.rv_samples)
     bound = _bind_selection(selection, data, exact=not (draws and draws.has_errors))
-    df_options = _df_options_for(df_options, data)
+    df_options = _df_options_for(df_options, data, draws, bound)
     omega = _plain_pattern_speed(pattern_speed, units)
     stages = _stages(df_options, potential_options, seed, bound, draws, omega)
     truncated = bound is not None and df_options.truncated
@@ -286,8 +286,16 @@ def fit(
     )
 
 
-def _df_options_for(options: DFOptions, data: PhaseSpaceData) -> DFOptions:
-    """The flows' options for these stars: conditional when radial velocities lack."""
+def _df_options_for(
+    options: DFOptions,
+    data: PhaseSpaceData,
+    draws: NoisyAstrometry | MissingRadialVelocities | None,
+    bound: BoundSelection | None,
+) -> DFOptions:
+    """The flows' options for these stars: conditional when radial velocities
+    lack; the truncated likelihood decided (see
+    :func:`~gala_deeppotential.training.truncation_for`)."""
+    options = truncation_for(options, draws, bound)
     if data.has_rv is not None and options.factorization == "joint":
         return dataclasses.replace(options, factorization="conditional")
     return options

@@ -103,6 +103,8 @@ class FitResult:
                 "missing_radial_velocities", {}
             ).get("stars", 0),
             "selection": self.config.get("selection"),
+            "truncated_likelihood": "selection" in self.config
+            and bool(self.config["df_options"].get("truncated")),
             "deconvolution": (
                 {
                     name: self.config["df_options"][name]
@@ -171,8 +173,10 @@ class FitResult:
             ``stars_for_tangential_velocities``, those without a radial
             velocity whose tangential velocities informed it;
             ``selection``, the selection function's summary, or None;
-            ``deconvolution``, ``error_samples`` and ``error_epochs`` if
-            the measurement errors were deconvolved, else None);
+            ``truncated_likelihood``, whether the flows modelled the DF
+            across the selection's edges; ``deconvolution``,
+            ``error_samples`` and ``error_epochs`` if the measurement errors
+            were deconvolved, else None);
             ``stationarity`` (``n_points`` and the median and 90th
             percentile of :math:`\epsilon`);
             ``negative_density_fraction``; and ``warnings``, sentences on

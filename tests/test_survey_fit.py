@@ -57,6 +57,9 @@ def test_report_says_what_was_used(survey_fit):
     # Their proper motions inform the DF, the radial velocity integrated out.
     assert survey["stars_for_tangential_velocities"] == len(catalogue) - n_rv
     assert survey["deconvolution"] == {"error_samples": 2, "error_epochs": None}
+    # Errors deconvolved through a selection: the truncated likelihood.
+    assert survey["truncated_likelihood"] is True
+    assert result.config["df_options"]["truncated"] is True
     assert survey["selection"]["distance_limit_kpc"] == 1.5
     # Noisy parallaxes put some stars beyond the limit; they are counted.
     assert survey["selection"]["n_stars_outside"] > 0
@@ -116,6 +119,7 @@ def test_cli_reads_errors_and_missing_rvs(stars, tmp_path, capsys):
     assert "their tangential velocities (radial ones integrated out)" in out
     assert "measurement errors were deconvolved (2 Monte Carlo draws" in out
     assert "Φ was fitted inside the selection function (SkySelection)" in out
+    assert "flows model the DF across those edges (truncated likelihood)" in out
 
 
 def test_deconvolution_recovers_a_narrow_velocity_distribution():

@@ -29,6 +29,48 @@ def _within_two(x):
 TRUNCATED = {"truncated": True, "selection": _within_two}
 
 
+class _Draws:
+    """Stands in for the ``noisy`` argument: only ``has_errors`` is read."""
+
+    def __init__(self, has_errors):
+        self.has_errors = has_errors
+
+
+@pytest.mark.parametrize(
+    "noisy, selection, expected",
+    [
+        (None, None, False),
+        (None, _within_two, False),  # exact positions: the plain likelihood
+        (_Draws(False), _within_two, False),  # missing radial velocities only
+        (_Draws(True), None, False),  # errors without a selection
+        (_Draws(True), _within_two, True),  # errors through a selection
+    ],
+)
+def test_truncation_is_automatic_only_for_errors_through_a_selection(
+    noisy, selection, expected
+):
+    options = training.truncation_for(DFOptions(), noisy, selection)
+    assert options.truncated is expected
+    # A choice made by the caller stands.
+    for given in (False, True):
+        chosen = DFOptions(truncated=given)
+        assert training.truncation_for(chosen, noisy, selection).truncated is given
+
+
+def test_automatic_truncation_is_recorded_resolved(tmp_path):
+    """The checkpoint records the decided bool, so a resume with the option
+    spelled out (or left automatic) matches it."""
+    data = _small_data()
+    ens = FlowEnsemble(n_flows=1).fit(
+        data, epochs=1, batch_size=256, seed=0, checkpoint_dir=tmp_path
+    )
+    assert ens.history["epoch"] == [1]
+    again = FlowEnsemble(n_flows=1).fit(
+        data, epochs=1, batch_size=256, seed=0, truncated=False, checkpoint_dir=tmp_path
+    )
+    assert again.history["val_loss"] == ens.history["val_loss"]
+
+
 def test_same_seed_is_bit_identical_and_other_seed_is_not():
     data = _small_data()
     kwargs = dict(epochs=2, batch_size=256, seed=7)
