@@ -18,7 +18,7 @@ __all__ = [
 import dataclasses
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -238,12 +238,16 @@ class DFGradients:
         *,
         seed: int | None = 0,
         residual: str = "log_f",
+        keep: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> DFGradients:
         r"""Draw ``n`` points from a DF model and take its gradients there.
 
         For ``residual="f"`` the gradients are of f, divided by the median
         :math:`|\nabla_v f|` so that their scale does not depend on the units
-        of f (the residual is linear in them).
+        of f (the residual is linear in them). ``keep``, a function of the
+        positions ``(n, 3)`` that returns a boolean mask, drops points before
+        their gradients are taken (which cost far more than the draws), so
+        that fewer than ``n`` may be returned.
         """
         for name in ("sample", "grad_log_prob", "log_prob"):
             if not callable(getattr(df, name, None)):
@@ -253,6 +257,11 @@ class DFGradients:
                     f"{type(df).__name__} has no .{name}"
                 )
         x, v = df.sample(n, seed=seed)
+        if keep is not None:
+            inside = np.asarray(keep(as_float64(x)), dtype=bool)
+            if isinstance(x, torch.Tensor):
+                inside = torch.as_tensor(inside, device=x.device)
+            x, v = x[inside], v[inside]
         grad_x, grad_v = df.grad_log_prob(x, v)
         arrays = [as_float64(a) for a in (x, v, grad_x, grad_v)]
         if residual == "f":
@@ -431,7 +440,9 @@ def fit_potential(
     device = resolve_device(device)
     start = time.perf_counter()
     with torch_threads(threads):
-        points = _training_points(df, options, seed)
+        points = _training_points(
+            df, options, seed, None if selection is None else selection.interior
+        )
         if selection is not None:
             points = _select(points, selection, df, options, seed, intrinsic_df)
         if options.n_steps is None:
@@ -508,8 +519,14 @@ def as_float64(a: Any) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
 
 
-def _training_points(df, options: PotentialOptions, seed: int | None) -> DFGradients:
-    """The points and gradients to fit, drawn from a DF model or as given."""
+def _training_points(
+    df,
+    options: PotentialOptions,
+    seed: int | None,
+    keep: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> DFGradients:
+    """The points and gradients to fit, drawn from a DF model (those of its
+    draws that ``keep`` passes) or as given."""
     if isinstance(df, DFGradients):
         return df
     if isinstance(df, tuple | list):
@@ -520,7 +537,7 @@ def _training_points(df, options: PotentialOptions, seed: int | None) -> DFGradi
             )
         return DFGradients(*df)
     return DFGradients.from_df(
-        df, options.n_samples, seed=seed, residual=options.residual
+        df, options.n_samples, seed=seed, residual=options.residual, keep=keep
     )
 
 
@@ -562,28 +579,37 @@ def _select(
 ) -> DFGradients:
     r"""The points inside the selection, topped up from a DF model, with
     the gradients of the stationary DF: :math:`\nabla\ln f_{obs} - \nabla\ln S`,
-    or those of the DF model as they are if it is ``intrinsic_df``."""
+    or those of the DF model as they are if it is ``intrinsic_df``.
+
+    Points drawn from a DF model arrive already inside (``from_df`` with
+    ``keep``); with n of them wanted and k kept so far, each top-up draws
+    1.2 (n - k) n / k + ``MIN_POINTS``."""
     names = ("x", "v", "grad_x", "grad_v")
+    model = not isinstance(df, DFGradients | tuple | list)
     keep = selection.interior(points.x)
     parts = [[getattr(points, name)[keep] for name in names]]
-    have, target = int(keep.sum()), len(points)
+    have = int(keep.sum())
+    target = options.n_samples if model else len(points)
     rounds = 0
-    while not isinstance(df, DFGradients | tuple | list) and have < target:
+    while model and have < target:
         if rounds == _SELECTION_ROUNDS or have == 0:
             raise ValueError(
-                f"only {have} of {len(points) * (rounds + 1)} points drawn from the "
-                "DF lie inside the selection function: the selection does not "
-                "match the stars; check the selection and its margin"
+                f"only {have} of {target * (rounds + 1)} points drawn from the DF lie "
+                "inside the selection function: the selection does not match the "
+                "stars; check the selection and its margin"
             )
         rounds += 1
         extra_seed = None if seed is None else seed + _SELECTION_SEED * rounds
-        want = int(1.2 * (target - have) * len(points) / have) + MIN_POINTS
-        drawn = DFGradients.from_df(
-            df, want, seed=extra_seed, residual=options.residual
+        want = int(1.2 * (target - have) * target / have) + MIN_POINTS
+        extra = DFGradients.from_df(
+            df,
+            want,
+            seed=extra_seed,
+            residual=options.residual,
+            keep=selection.interior,
         )
-        inside = selection.interior(drawn.x)
-        parts.append([getattr(drawn, name)[inside] for name in names])
-        have += int(inside.sum())
+        parts.append([getattr(extra, name) for name in names])
+        have += len(extra)
     x, v, grad_x, grad_v = (
         np.concatenate([part[i] for part in parts])[:target] for i in range(4)
     )

@@ -8,7 +8,12 @@ import pytest
 
 from gala_deeppotential.healpix import ang2pix
 from gala_deeppotential.phasespace import CatalogueError
-from gala_deeppotential.potential import DFGradients, _select
+from gala_deeppotential.potential import (
+    DFGradients,
+    PotentialOptions,
+    _select,
+    _training_points,
+)
 from gala_deeppotential.selection import (
     CallableSelection,
     SkySelection,
@@ -104,3 +109,46 @@ def test_phi_points_keep_inside_and_lose_the_selection_gradient():
         kept.grad_x, grad_x[inside] - bound.grad_log(x[inside]), rtol=1e-12
     )
     np.testing.assert_array_equal(kept.grad_v, grad_v[inside])
+
+
+class GaussianDF:
+    """An isotropic Gaussian in position (about the Sun, 1 kpc wide) and
+    velocity: a DF model with exact draws and gradients, which counts the
+    points its gradients are taken at."""
+
+    def __init__(self):
+        self.graded = 0
+
+    def sample(self, n, seed=None):
+        rng = np.random.default_rng(seed)
+        return SUN + rng.normal(size=(n, 3)), rng.normal(size=(n, 3))
+
+    def grad_log_prob(self, x, v):
+        self.graded += len(x)
+        return -(np.asarray(x) - SUN), -np.asarray(v)
+
+    def log_prob(self, x, v):
+        return -0.5 * (((np.asarray(x) - SUN) ** 2).sum(1) + (v**2).sum(1))
+
+
+def test_phi_points_from_a_model_are_topped_up_inside():
+    """A DF model's draws outside the selection are dropped before their
+    gradients are taken, and top-ups bring the points to n_samples."""
+    df = GaussianDF()
+    bound = SkySelection(distance_limit=RADIUS * u.kpc, margin=MARGIN).bind(
+        None, u.kpc, SUN[None]
+    )
+    options = PotentialOptions(n_samples=4096)
+    first = _training_points(df, options, 0, bound.interior)
+    # About half of a unit Gaussian lies within 1.4 kpc of its centre.
+    assert 0.4 * 4096 < len(first) < 0.65 * 4096
+    assert df.graded == len(first)
+    points = _select(first, bound, df, options, 0)
+    assert len(points) == 4096
+    assert bound.interior(points.x).all()
+    # Only the kept draws (and the last top-up's few spares) were differentiated.
+    assert 4096 <= df.graded < 1.2 * 4096
+    np.testing.assert_allclose(
+        points.grad_x, -(points.x - SUN) - bound.grad_log(points.x), atol=1e-12
+    )
+    np.testing.assert_array_equal(points.grad_v, -points.v)
