@@ -59,9 +59,11 @@ RADIUS = 1.5 * u.kpc
 SIZES = {
     "full": {"n_stars": 2**17, "fit": {}},
     "quick": {
-        "n_stars": 2**12,
+        # Smaller or shorter fits (2^12 stars, or 2 epochs) leave flows so far
+        # from the DF that the Φ fit can find nothing better than a constant.
+        "n_stars": 2**14,
         "fit": {
-            "df_options": {"n_flows": 2, "epochs": 2},
+            "df_options": {"n_flows": 2, "epochs": 4},
             "potential_options": {"n_samples": 2**12, "n_steps": 200},
         },
     },

@@ -138,18 +138,19 @@ def test_disc_galaxy_example(tmp_path):
 
 
 def test_gaia_like_local_example(tmp_path):
-    # The smoke size: 2^12 stars of the 1.5 kpc volume with Gaia-like errors
-    # and radial velocities for 30%, 2 flows for 2 epochs, 200 Φ steps. What
+    # The smoke size: 2^14 stars of the 1.5 kpc volume with Gaia-like errors
+    # and radial velocities for 30%, 2 flows for 4 epochs, 200 Φ steps. What
     # is checked is that the catalogue round trip and every step run and that
     # the fit used what the catalogue holds; the potential is far from the
     # truth at this size.
     example = _load("gaia_like_local")
     summary = example.main(["--quick", "--threads", "1", "--out", str(tmp_path)])
     survey = summary["survey"]
-    assert survey["stars_for_positions"] == 2**12
-    # Binomial: 30% of 4096 is 1229 +- 29.
-    assert abs(survey["stars_for_velocities"] - 1229) < 150
+    assert survey["stars_for_positions"] == 2**14
+    # Binomial: 30% of 16384 is 4915 +- 59.
+    assert abs(survey["stars_for_velocities"] - 4915) < 300
     assert survey["deconvolution"] == {"error_samples": 2, "error_epochs": None}
+    assert survey["truncated_likelihood"] is True
     assert survey["selection"]["distance_limit_kpc"] == 1.5
     assert not summary["virial"]["applied"]
     assert np.isfinite(summary["against_truth"]["rho_local_rel_err"])
