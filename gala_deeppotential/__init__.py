@@ -22,7 +22,7 @@ from .gala_potential import DeepPotential, ExtrapolationWarning
 from .mocks import EddingtonDF, PlummerTruth, eddington_sample, plummer_sample
 from .nn import PotentialNet
 from .phasespace import CatalogueError, PhaseSpaceData, to_phase_space
-from .pipeline import FitResult, fit
+from .pipeline import FitResult, PotentialStageError, fit
 from .potential import (
     DFGradients,
     PotentialCollapseWarning,
@@ -50,6 +50,7 @@ __all__ = [
     "PotentialFit",
     "PotentialNet",
     "PotentialOptions",
+    "PotentialStageError",
     "TrainingOptions",
     "VirialOptions",
     "VirialWarning",

@@ -61,8 +61,11 @@ def fit_with_restarts(
             else "diverged"
         )
         if attempt == options.max_restarts:
+            tries = options.max_restarts + 1
             raise RuntimeError(
-                f"the potential fit {what} {options.max_restarts + 1} times, last "
+                f"the potential fit {what} "
+                + ("once" if tries == 1 else f"{tries} times")
+                + ", last "
                 f"with lr={lr:g} and weight_decay={weight_decay:g}; lower lr, "
                 "negative_density_weight or weight_decay, or check that the DF "
                 "gradients are finite and not all zero"

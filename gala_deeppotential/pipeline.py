@@ -10,7 +10,7 @@ the only module that knows every stage.
 
 from __future__ import annotations
 
-__all__ = ["FitResult", "fit", "output_paths"]
+__all__ = ["FitResult", "PotentialStageError", "fit", "output_paths"]
 
 import dataclasses
 import hashlib
@@ -200,6 +200,9 @@ def fit(
     ValueError
         For bad option values, or a ``checkpoint_dir`` that holds another
         fit or other files.
+    PotentialStageError
+        If the Φ fit collapses or diverges at every restart; it holds the
+        trained flows as ``.df``.
 
     Examples
     --------
@@ -446,6 +449,22 @@ def _calibrated(
         return calibrate(potential_fit, data.x, data.v, options)
 
 
+class PotentialStageError(RuntimeError):
+    """The Φ fit failed after the flows were trained; the flows are kept.
+
+    Attributes
+    ----------
+    df : :class:`~gala_deeppotential.FlowEnsemble`
+        The trained flows: fit Φ to them again with
+        :func:`~gala_deeppotential.fit_potential` and other options, without
+        training them anew.
+    """
+
+    def __init__(self, message: str, df: FlowEnsemble) -> None:
+        super().__init__(message)
+        self.df = df
+
+
 def _potential_stage(
     df: FlowEnsemble,
     options: PotentialOptions,
@@ -460,15 +479,23 @@ def _potential_stage(
     path = None if folder is None else folder / _POTENTIAL_FILE
     if path is not None and path.is_file():
         return PotentialFit.load(path)
-    potential_fit = fit_potential(
-        df,
-        options,
-        device=device,
-        selection=bound,
-        intrinsic_df=truncated,
-        pattern_speed=pattern_speed,
-        **run,
-    )
+    try:
+        potential_fit = fit_potential(
+            df,
+            options,
+            device=device,
+            selection=bound,
+            intrinsic_df=truncated,
+            pattern_speed=pattern_speed,
+            **run,
+        )
+    except RuntimeError as error:
+        raise PotentialStageError(
+            f"{error}. The trained flows are kept as this error's .df: fit Φ to "
+            "them with gala_deeppotential.fit_potential(error.df, ...) and other "
+            "options (for example a lower lr), without training them again",
+            df,
+        ) from error
     if path is not None:
         potential_fit.save(path)
     return potential_fit

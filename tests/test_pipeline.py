@@ -368,3 +368,27 @@ def test_example_runs_in_quick_mode(tmp_path, capsys):
     assert "median acceleration error" in out
     for name in ("plummer.yml", "plummer.pt", "plummer.json", "training.png"):
         assert (tmp_path / name).is_file(), name
+
+
+def test_a_failed_potential_fit_keeps_the_trained_flows():
+    """A Φ fit that fails at every restart raises PotentialStageError,
+    which holds the trained flows so that Φ can be fitted to them again."""
+    w = plummer_sample(2000, m=M, b=B, units=galactic, seed=1)
+    stars = SkyCoord(w.pos.with_differentials(w.vel), frame=DEFAULT_GALCEN_FRAME)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(gala_deeppotential.PotentialStageError) as info:
+            fit(
+                stars.icrs,
+                df_options={"n_flows": 1, "epochs": 1},
+                potential_options={"n_samples": 512, "lr": 100.0, "max_restarts": 0},
+                progress=False,
+            )
+    message = str(info.value)
+    # lr = 100 throws the network off: it diverges or collapses to Φ = const.
+    assert " once, last with lr=100 " in message
+    assert "fit_potential(error.df" in message
+    df = info.value.df
+    assert df.n_flows == 1 and len(df.history["epoch"]) == 1
+    x, v = df.sample(64, seed=0)
+    assert torch.isfinite(df.log_prob(x, v)).all()
