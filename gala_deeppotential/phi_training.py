@@ -62,11 +62,10 @@ def fit_with_restarts(
         )
         if attempt == options.max_restarts:
             tries = options.max_restarts + 1
+            count = "once" if tries == 1 else f"{tries} times"
             raise RuntimeError(
-                f"the potential fit {what} "
-                + ("once" if tries == 1 else f"{tries} times")
-                + ", last "
-                f"with lr={lr:g} and weight_decay={weight_decay:g}; lower lr, "
+                f"the potential fit {what} {count}, last with lr={lr:g} and "
+                f"weight_decay={weight_decay:g}; lower lr, "
                 "negative_density_weight or weight_decay, or check that the DF "
                 "gradients are finite and not all zero"
             )
