@@ -189,6 +189,20 @@ def truncation_for(options: _Options, noisy: Any, selection: Any) -> _Options:
     from 3.3% to 2.8% and the local density's from 21% to 4%. Without
     errors it measured no more accurate, and it costs the extra draws.
 
+    Parameters
+    ----------
+    options : :class:`TrainingOptions` or :class:`DFOptions`
+    noisy : NoisyAstrometry, MissingRadialVelocities or None
+        The stars' draws, as :func:`train_flows` takes them; only their
+        ``has_errors`` is read.
+    selection : callable or None
+        The selection function, as :func:`train_flows` takes it.
+
+    Returns
+    -------
+    options : the same type as ``options``
+        A copy with ``truncated`` a bool (``options`` itself if it was one).
+
     Examples
     --------
     >>> truncation_for(TrainingOptions(), noisy=None, selection=None).truncated
