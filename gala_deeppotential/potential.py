@@ -586,9 +586,12 @@ def _select(
     1.2 (n - k) n / k + ``MIN_POINTS``."""
     names = ("x", "v", "grad_x", "grad_v")
     model = not isinstance(df, DFGradients | tuple | list)
-    keep = selection.interior(points.x)
-    parts = [[getattr(points, name)[keep] for name in names]]
-    have = int(keep.sum())
+    if model:
+        parts = [[getattr(points, name) for name in names]]
+    else:
+        keep = selection.interior(points.x)
+        parts = [[getattr(points, name)[keep] for name in names]]
+    have = len(parts[0][0])
     target = options.n_samples if model else len(points)
     rounds = 0
     while model and have < target:

@@ -92,6 +92,14 @@ class FitResult:
             return None
         return {"v0": scaler.rotation_speed, "R0": scaler.rotation_radius}
 
+    @property
+    def _truncated_likelihood(self) -> bool:
+        """Whether the flows were fitted to the truncated likelihood of a
+        selection function, and so model the DF itself."""
+        return "selection" in self.config and bool(
+            self.config["df_options"].get("truncated")
+        )
+
     def _survey(self) -> dict[str, Any]:
         """Which stars informed what, the selection, the deconvolution."""
         n_stars = self.phase_space["n_stars"]
@@ -103,8 +111,7 @@ class FitResult:
                 "missing_radial_velocities", {}
             ).get("stars", 0),
             "selection": self.config.get("selection"),
-            "truncated_likelihood": "selection" in self.config
-            and bool(self.config["df_options"].get("truncated")),
+            "truncated_likelihood": self._truncated_likelihood,
             "deconvolution": (
                 {
                     name: self.config["df_options"][name]
@@ -355,7 +362,6 @@ class FitResult:
             a = bands.acceleration([8.0, 0, 0] * u.kpc)
             a.value, a.sigma  # the fit and the half-width of its 68% band
         """
-        truncated = bool(self.config["df_options"].get("truncated"))
         return potential_bands(
             self.df,
             self.potential_fit,
@@ -364,7 +370,7 @@ class FitResult:
             seed=self.config["seed"] if seed is None else seed,
             stars=self._resampling(resample),
             selection=self.selection,
-            intrinsic_df=self.selection is not None and truncated,
+            intrinsic_df=self._truncated_likelihood,
             device=device,
             threads=threads,
             progress=progress,
