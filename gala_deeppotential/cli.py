@@ -295,6 +295,12 @@ def _survey_line(survey: dict[str, Any]) -> str:
                 if survey.get("truncated_likelihood")
                 else ""
             )
+            + (
+                ", and the flows see its distance limit's ball mapped onto all "
+                "of space (ball map)"
+                if survey.get("ball_map")
+                else ""
+            )
         )
     deconvolution = survey["deconvolution"]
     if deconvolution:

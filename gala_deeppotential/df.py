@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from . import io
+from .ball_map import BallMap
 from .flows import BatchedFlow, FactorizedFlow, build_flow, flow_class
 from .options import coerce_fields, options_dict, resolve_options
 from .runtime import resolve_device
@@ -108,6 +109,16 @@ class FlowOptions:
         and are measurably anisotropic (see
         :meth:`~gala_deeppotential.standardizer.Standardizer.fit`): isotropic
         spheres, discs, bars and local volumes are left as they are.
+    ball_map : bool, optional
+        For stars that fill a ball (a catalogue limited in distance, whose
+        ball :func:`~gala_deeppotential.training.train_flows` is given):
+        map the positions through a
+        :class:`~gala_deeppotential.ball_map.BallMap` before the flows, which
+        takes the ball onto all of space, so that the flows never model the
+        step at its surface (see
+        :class:`~gala_deeppotential.standardizer.Standardizer`). ``None``
+        (the default) and ``True``: wherever the ball is given and the
+        positions are exact; ``False``: never.
     factorization : {"joint", "conditional"}
         Each member as one flow over the six coordinates (``"joint"``, as
         in Green & Ting 2020), or as a flow of the positions times a flow of
@@ -127,6 +138,7 @@ class FlowOptions:
     rotation: bool | None = False
     radial_profile: bool | None = None
     velocity_ellipsoid: bool | None = None
+    ball_map: bool | None = None
     factorization: str = "joint"
 
     def __post_init__(self) -> None:
@@ -145,6 +157,8 @@ _STANDARDIZER_SETTINGS = (
     "radial_profile",
     "velocity_ellipsoid",
 )
+# ... and the one that says whether it maps a ball the stars fill.
+_BALL_SETTING = "ball_map"
 
 
 class FlowEnsemble:
@@ -236,7 +250,7 @@ class FlowEnsemble:
         """
         architecture = options_dict(self.options)
         n_members = architecture.pop("n_flows")
-        for name in _STANDARDIZER_SETTINGS:
+        for name in (*_STANDARDIZER_SETTINGS, _BALL_SETTING):
             del architecture[name]
         return build_flow(
             6,
@@ -246,12 +260,16 @@ class FlowEnsemble:
             **architecture,
         ).to(self.device)
 
-    def fit_standardizer(self, data: np.ndarray | torch.Tensor) -> Standardizer:
+    def fit_standardizer(
+        self, data: np.ndarray | torch.Tensor, ball: BallMap | None = None
+    ) -> Standardizer:
         """A :class:`~gala_deeppotential.standardizer.Standardizer` fitted to
-        ``data`` (N, 6) with this ensemble's settings of it."""
+        ``data`` (N, 6) with this ensemble's settings of it; ``ball``, the
+        ball the positions fill, is mapped unless ``ball_map`` is False."""
         return Standardizer.fit(
             data,
             **{name: getattr(self.options, name) for name in _STANDARDIZER_SETTINGS},
+            ball=None if self.options.ball_map is False else ball,
         )
 
     def fit(self, data: np.ndarray | torch.Tensor, **settings: Any) -> FlowEnsemble:

@@ -94,6 +94,7 @@ def fit_distribution_function(
     checkpoint_dir: str | os.PathLike | None = None,
     noisy: Any = None,
     selection: Any = None,
+    ball: Any = None,
     **overrides: Any,
 ) -> FlowEnsemble:
     """Fit a :class:`~gala_deeppotential.FlowEnsemble` with its members over ranks.
@@ -114,7 +115,7 @@ def fit_distribution_function(
         The architecture and training, as for
         :func:`gala_deeppotential.fit_distribution_function`; ``n_flows`` must
         be at least the number of ranks.
-    seed, threads, noisy, selection
+    seed, threads, noisy, selection, ball
         As for :func:`~gala_deeppotential.training.train_flows`.
     device : str or :class:`torch.device`, optional
         By default ``cuda:LOCAL_RANK`` where CUDA is available, else the CPU;
@@ -156,6 +157,7 @@ def fit_distribution_function(
             process_group=dist.group.WORLD,
             noisy=noisy,
             selection=selection,
+            ball=ball,
         )
         return FlowEnsemble.concatenate(_gather_shards(shard))
 

@@ -270,7 +270,7 @@ def fit(
             device=device,
             checkpoint_dir=_df_folder(folder),
             noisy=draws,
-            selection=None if bound is None else bound.completeness,
+            **_flow_selection(bound),
             **run,
         )
         potential_fit = _potential_stage(
@@ -403,6 +403,14 @@ def _bind_selection(
     return selection.bind(data.frame, data.units["length"], data.x, exact)
 
 
+def _flow_selection(bound: BoundSelection | None) -> dict[str, Any]:
+    """What the flows' training takes of a selection: S, and its distance
+    limit's ball."""
+    if bound is None:
+        return {"selection": None, "ball": None}
+    return {"selection": bound.completeness, "ball": bound.ball()}
+
+
 def _star_draws(
     data: PhaseSpaceData, errors: bool | None, rv_samples: int
 ) -> NoisyAstrometry | MissingRadialVelocities | None:
@@ -532,7 +540,7 @@ def _fit_distributed(
             device=rank_device,
             checkpoint_dir=_df_folder(folder),
             noisy=draws,
-            selection=None if bound is None else bound.completeness,
+            **_flow_selection(bound),
             **run,
         )
         potential_fit = None

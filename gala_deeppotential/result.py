@@ -104,6 +104,7 @@ class FitResult:
         """Which stars informed what, the selection, the deconvolution."""
         n_stars = self.phase_space["n_stars"]
         deconvolved = "deconvolution" in self.config
+        scaler = self.df.standardizer
         return {
             "stars_for_positions": n_stars,
             "stars_for_velocities": self.phase_space.get("n_with_rv", n_stars),
@@ -112,6 +113,7 @@ class FitResult:
             ).get("stars", 0),
             "selection": self.config.get("selection"),
             "truncated_likelihood": self._truncated_likelihood,
+            "ball_map": scaler is not None and scaler.ball_map is not None,
             "deconvolution": (
                 {
                     name: self.config["df_options"][name]
@@ -181,7 +183,10 @@ class FitResult:
             velocity whose tangential velocities informed it;
             ``selection``, the selection function's summary, or None;
             ``truncated_likelihood``, whether the flows modelled the DF
-            across the selection's edges; ``deconvolution``,
+            across the selection's edges; ``ball_map``, whether they saw
+            the positions through the ball of its distance limit mapped onto
+            all of space (:class:`~gala_deeppotential.ball_map.BallMap`);
+            ``deconvolution``,
             ``error_samples`` and ``error_epochs`` if the measurement errors
             were deconvolved, else None);
             ``stationarity`` (``n_points`` and the median and 90th

@@ -37,6 +37,7 @@ import astropy.units as u
 import numpy as np
 from astropy.coordinates import ICRS, SkyCoord
 
+from .ball_map import BallMap
 from .directions import sphere_directions
 from .healpix import ORDERS, ang2pix, npix2nside
 from .phasespace import CatalogueError
@@ -329,6 +330,15 @@ class BoundSelection:
             np.asarray(x, dtype=float) * self.to_kpc, self.selection.frame
         )
         return self.selection.completeness(distance, lon, lat)
+
+    def ball(self) -> BallMap | None:
+        """The ball of the selection's distance limit about the observer, in
+        the fit's length unit, or None without a distance limit."""
+        limit = getattr(self.selection, "distance_limit", None)
+        if limit is None:
+            return None
+        radius = float(u.Quantity(limit).to_value(u.kpc)) / self.to_kpc
+        return BallMap(self.sky.offset / self.to_kpc, radius)
 
     def interior(self, x: np.ndarray) -> np.ndarray:
         """Whether each position lies at least :attr:`margin` inside the selection.

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .ball_map import BallMap
 from .radial_map import RadialProfileMap, VelocityEllipsoidMap, local_center
 
 
@@ -76,6 +77,11 @@ class Standardizer:
         the rotation and before the asinh stage, which takes the stars'
         fitted density profile to a unit Gaussian; its log-Jacobian joins
         the positions'. None: no map.
+    ball_map : dict or :class:`~.ball_map.BallMap`, optional
+        Instead of ``radial_map``, for positions that fill a ball (a
+        catalogue limited in distance): the map that takes the ball onto all
+        of space and a uniform density in it to a unit Gaussian. None: no
+        map.
     velocity_map : dict or :class:`~.radial_map.VelocityEllipsoidMap`, optional
         A map of the velocities (six-dimensional points) applied after the
         rotation, which divides their radial and tangential parts by the
@@ -103,6 +109,7 @@ class Standardizer:
         rotation_radius: float = 1.0,
         radial_map: dict[str, Any] | RadialProfileMap | None = None,
         velocity_map: dict[str, Any] | VelocityEllipsoidMap | None = None,
+        ball_map: dict[str, Any] | BallMap | None = None,
     ) -> None:
         self.shift = torch.as_tensor(shift, dtype=torch.float64).flatten()
         self.scale = torch.as_tensor(scale, dtype=torch.float64).flatten()
@@ -135,7 +142,14 @@ class Standardizer:
         if isinstance(radial_map, dict):
             radial_map = RadialProfileMap.from_dict(radial_map)
         self.radial_map = radial_map
-        if radial_map is not None and dim < 3:
+        if isinstance(ball_map, dict):
+            ball_map = BallMap.from_dict(ball_map)
+        self.ball_map = ball_map
+        if radial_map is not None and ball_map is not None:
+            raise ValueError("give a radial_map or a ball_map, not both")
+        # The map of the positions, if any: both take (..., 3) to (..., 3).
+        self._position_map = radial_map if radial_map is not None else ball_map
+        if self._position_map is not None and dim < 3:
             raise ValueError(f"a radial map needs 3-D positions, not {dim}-D points")
         if isinstance(velocity_map, dict):
             velocity_map = VelocityEllipsoidMap.from_dict(velocity_map)
@@ -156,6 +170,7 @@ class Standardizer:
         rotation: bool | None = None,
         radial_profile: bool | None = None,
         velocity_ellipsoid: bool | None = None,
+        ball: BallMap | None = None,
     ) -> Standardizer:
         r"""Fit the shifts and scales to a sample.
 
@@ -197,6 +212,10 @@ class Standardizer:
             :data:`ROTATION_VARIANCE_FRACTION` of the velocity variance) and
             are measurably anisotropic
             (:meth:`~gala_deeppotential.radial_map.VelocityEllipsoidMap.is_anisotropic`).
+        ball : :class:`~gala_deeppotential.ball_map.BallMap`, optional
+            The ball that holds every position (a catalogue's distance
+            limit): the positions pass through it instead of a radial
+            profile map and the asinh.
 
         Returns
         -------
@@ -205,7 +224,8 @@ class Standardizer:
         Raises
         ------
         ValueError
-            If an axis is constant (it carries no density to model).
+            If an axis is constant (it carries no density to model), or a
+            position lies outside ``ball``.
         """
         y = torch.as_tensor(data).detach().to("cpu", torch.float64)
         if y.ndim != 2 or y.shape[0] < 2:
@@ -216,7 +236,13 @@ class Standardizer:
             # Stars with missing values (velocities without a radial velocity)
             # inform the axes they have.
             return cls._fit_incomplete(
-                y, complete, asinh_axes, rotation, radial_profile, velocity_ellipsoid
+                y,
+                complete,
+                asinh_axes,
+                rotation,
+                radial_profile,
+                velocity_ellipsoid,
+                ball,
             )
         spin: dict[str, Any] = {}
         removed = None
@@ -242,12 +268,10 @@ class Standardizer:
         if ellipsoid is not None:
             spin["velocity_map"] = ellipsoid.to_dict()
             y = torch.cat([y[:, :3], ellipsoid.forward(y[:, :3], y[:, 3:])[0]], 1)
-        if radial_profile is None:
-            profile = _automatic_radial_map(y.numpy(), sphere)
-        else:
-            profile = RadialProfileMap.fit(y[:, :3].numpy()) if radial_profile else None
+        profile = _position_map(y, sphere, radial_profile, ball)
         if profile is not None:
-            spin["radial_map"] = profile.to_dict()
+            key = "radial_map" if ball is None else "ball_map"
+            spin[key] = profile.to_dict()
             y = torch.cat([profile.forward(y[:, :3])[0], y[:, 3:]], 1)
             axes = tuple(i for i in axes if i >= 3)
         center = torch.zeros(dim, dtype=torch.float64)
@@ -283,6 +307,7 @@ class Standardizer:
         rotation: bool | None,
         radial_profile: bool | None,
         velocity_ellipsoid: bool | None,
+        ball: BallMap | None,
     ) -> Standardizer:
         """:meth:`fit` where some values are NaN (velocities of stars without a
         radial velocity): the rotation from the complete stars, each axis's
@@ -290,7 +315,7 @@ class Standardizer:
         if int(complete.sum()) < 2:
             raise ValueError("fewer than two stars have every coordinate")
         params = cls.fit(
-            y[complete], asinh_axes, rotation, radial_profile, velocity_ellipsoid
+            y[complete], asinh_axes, rotation, radial_profile, velocity_ellipsoid, ball
         ).to_dict()
         center, width = params["asinh_center"], params["asinh_scale"]
         for axis in params["asinh_axes"]:
@@ -338,8 +363,8 @@ class Standardizer:
         if self.velocity_map is not None:
             velocities, v_log_det = self.velocity_map.forward(y[..., :3], y[..., 3:])
             y = torch.cat([y[..., :3], velocities], -1)
-        if self.radial_map is not None:
-            positions, x_log_det = self.radial_map.forward(y[..., :3])
+        if self._position_map is not None:
+            positions, x_log_det = self._position_map.forward(y[..., :3])
             y = torch.cat([positions, y[..., 3:]], -1)
         return y, x_log_det, v_log_det
 
@@ -359,8 +384,8 @@ class Standardizer:
         u = s * self.scale.to(s) + self.shift.to(s)
         mapped = torch.sinh(u) * self.asinh_scale.to(s) + self.asinh_center.to(s)
         y = torch.where(self._asinh_mask.to(s.device), mapped, u)
-        if self.radial_map is not None:
-            y = torch.cat([self.radial_map.inverse(y[..., :3]), y[..., 3:]], -1)
+        if self._position_map is not None:
+            y = torch.cat([self._position_map.inverse(y[..., :3]), y[..., 3:]], -1)
         if self.velocity_map is not None:
             velocities = self.velocity_map.inverse(y[..., :3], y[..., 3:])
             y = torch.cat([y[..., :3], velocities], -1)
@@ -405,6 +430,8 @@ class Standardizer:
             out["rotation_radius"] = self.rotation_radius
         if self.radial_map is not None:
             out["radial_map"] = self.radial_map.to_dict()
+        if self.ball_map is not None:
+            out["ball_map"] = self.ball_map.to_dict()
         if self.velocity_map is not None:
             out["velocity_map"] = self.velocity_map.to_dict()
         return out
@@ -419,6 +446,7 @@ class Standardizer:
             f", rotation_speed={self.rotation_speed:.4g}" if self.rotation_speed else ""
         )
         maps = ", radial_map" if self.radial_map is not None else ""
+        maps += ", ball_map" if self.ball_map is not None else ""
         maps += ", velocity_map" if self.velocity_map is not None else ""
         return f"Standardizer(dim={self.dim}, asinh_axes={self.asinh_axes}{spin}{maps})"
 
@@ -468,6 +496,25 @@ def _automatic_velocity_map(
     except ValueError:  # too few stars, or a shell without spread
         return None
     return ellipsoid if ellipsoid.is_anisotropic(len(data)) else None
+
+
+def _position_map(
+    y: torch.Tensor, sphere: bool, radial_profile: bool | None, ball: BallMap | None
+) -> RadialProfileMap | BallMap | None:
+    """The map of the positions ``Standardizer.fit`` uses for stars ``y``
+    (N, D): the ball's, else a radial profile's as ``radial_profile`` says."""
+    if ball is not None:
+        outside = ~ball.contains(y[:, :3].numpy())
+        if outside.any():
+            raise ValueError(
+                f"{int(outside.sum())} positions lie outside {ball}: a ball map "
+                "needs every star inside it; give the ball that holds the "
+                "catalogue, or none"
+            )
+        return ball
+    if radial_profile is None:
+        return _automatic_radial_map(y.numpy(), sphere)
+    return RadialProfileMap.fit(y[:, :3].numpy()) if radial_profile else None
 
 
 def _automatic_radial_map(data: np.ndarray, sphere: bool) -> RadialProfileMap | None:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from . import io
+from .ball_map import BallMap
 from .df import FlowEnsemble, FlowOptions, empty_history, phase_space_tensor
 from .flows import ROW_MULTIPLE
 from .likelihood import VALIDATION_ROWS, StarLikelihood
@@ -214,6 +215,31 @@ def truncation_for(options: _Options, noisy: Any, selection: Any) -> _Options:
     return dataclasses.replace(options, truncated=selection is not None and deconvolved)
 
 
+def _ball_for(
+    ensemble: FlowEnsemble,
+    options: TrainingOptions,
+    noisy: Any,
+    ball: BallMap | None,
+) -> BallMap | None:
+    """The ball the flows map the positions through, or None (see
+    :class:`~gala_deeppotential.df.FlowOptions` ``ball_map``)."""
+    wanted = ensemble.options.ball_map
+    if wanted is False:
+        return None
+    reason = None
+    if ball is None:
+        reason = "no ball was given (fit with a selection that has a distance limit)"
+    elif noisy is not None and bool(getattr(noisy, "has_errors", False)):
+        reason = "measurement errors are deconvolved, so true positions cross its edge"
+    elif options.truncated:
+        reason = "the truncated likelihood models the DF beyond the selection's edges"
+    if reason is None:
+        return ball
+    if wanted:
+        raise ValueError(f"ball_map=True, but {reason}; set ball_map=None or False")
+    return None
+
+
 def fit_distribution_function(
     data: np.ndarray | torch.Tensor,
     options: DFOptions | Mapping[str, Any] | None = None,
@@ -225,6 +251,7 @@ def fit_distribution_function(
     checkpoint_dir: str | os.PathLike | None = None,
     noisy: Any = None,
     selection: Callable[[np.ndarray], np.ndarray] | None = None,
+    ball: BallMap | None = None,
     **overrides: Any,
 ) -> FlowEnsemble:
     """Fit a :class:`~gala_deeppotential.FlowEnsemble` to a phase-space sample.
@@ -236,7 +263,7 @@ def fit_distribution_function(
         :data:`~gala_deeppotential.df.MIN_STARS` rows.
     options : :class:`DFOptions` or dict, optional
         The architecture and training; the defaults are the measured ones.
-    seed, device, threads, progress, checkpoint_dir, noisy, selection
+    seed, device, threads, progress, checkpoint_dir, noisy, selection, ball
         As for :func:`train_flows`; ``device`` is where the ensemble lives.
     **overrides
         Fields of :class:`DFOptions` (``n_flows=8``, ``epochs=30``, ...).
@@ -263,6 +290,7 @@ def fit_distribution_function(
         checkpoint_dir=checkpoint_dir,
         noisy=noisy,
         selection=selection,
+        ball=ball,
     )
 
 
@@ -279,6 +307,7 @@ def train_flows(
     process_group: Any = None,
     noisy: NoisyAstrometry | None = None,
     selection: Callable[[np.ndarray], np.ndarray] | None = None,
+    ball: BallMap | None = None,
     **overrides: Any,
 ) -> FlowEnsemble:
     r"""Fit every member of ``ensemble`` to a phase-space sample by maximum likelihood.
@@ -362,6 +391,11 @@ def train_flows(
         example :meth:`~gala_deeppotential.selection.BoundSelection.completeness`).
         Used with ``truncated=True`` (else ignored); the losses in
         ``history`` then include :math:`\ln \int f S`.
+    ball : :class:`~gala_deeppotential.ball_map.BallMap`, optional
+        The ball every star lies in (a catalogue's distance limit, in the
+        data's units): with exact positions and the plain likelihood the
+        flows see the positions through it (see
+        :class:`~gala_deeppotential.df.FlowOptions` ``ball_map``).
     **overrides
         Fields of :class:`TrainingOptions` (``epochs=30``, ...).
 
@@ -397,6 +431,9 @@ def train_flows(
                 "point estimates of the same stars"
             )
         settings["astrometry_sha256"] = noisy.sha256
+    ball = _ball_for(ensemble, options, noisy, ball)
+    if ball is not None:
+        settings["ball"] = ball.to_dict()
     if not options.truncated:
         selection = None
     with torch_threads(threads):
@@ -443,7 +480,10 @@ class FlowTrainer:
         n_val = max(1, round(settings["validation_fraction"] * len(y)))
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
         y_val, y_train = y[order[:n_val]], y[order[n_val:]]
-        self.scaler = ensemble.fit_standardizer(y_train)
+        ball = settings.get("ball")
+        self.scaler = ensemble.fit_standardizer(
+            y_train, None if ball is None else BallMap.from_dict(ball)
+        )
         self.flow = ensemble.build_flow(seed, first)
         self.normalizer = None
         if selection is not None:

@@ -26,6 +26,7 @@ LAYERS = {
     "healpix": 0,
     "tables": 0,
     "radial_map": 0,
+    "ball_map": 0,
     "phasespace": 1,
     "standardizer": 1,
     "flows": 1,

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import astropy.units as u
 import numpy as np
 import pytest
 import torch
 
+from gala_deeppotential.ball_map import BallMap
 from gala_deeppotential.mocks import PlummerTruth
 from gala_deeppotential.standardizer import Standardizer, fit_rotation_curve
 
@@ -130,3 +132,54 @@ def test_rotation_keeps_the_map_exact(disc):
     assert torch.equal(again.transform(disc), scaler.transform(disc))
     with pytest.raises(ValueError, match="6-D"):
         Standardizer([0.0] * 3, [1.0] * 3, [0.0] * 3, [1.0] * 3, rotation_speed=1.0)
+
+
+@pytest.fixture(scope="module")
+def local_volume():
+    from gala_deeppotential.mocks import ShuDiscDF, disc_galaxy_potential
+    from gala_deeppotential.sky import SkyFrame
+
+    sun = SkyFrame().offset
+    disc = ShuDiscDF(disc_galaxy_potential())
+    x, v = disc.sample_sphere(2**12, sun * u.kpc, 1.5 * u.kpc, seed=3)
+    return torch.as_tensor(np.hstack([x, v])), BallMap(sun, 1.5)
+
+
+def test_a_ball_map_takes_the_place_of_the_positions_asinh(local_volume):
+    stars, ball = local_volume
+    scaler = Standardizer.fit(stars, ball=ball)
+    assert scaler.ball_map.to_dict() == ball.to_dict()
+    assert scaler.radial_map is None
+    assert scaler.asinh_axes == ()  # the velocities have none by default
+    torch.testing.assert_close(
+        scaler.inverse(scaler.transform(stars)), stars, rtol=1e-12, atol=1e-12
+    )
+    for y in stars[:3]:
+        jac = torch.autograd.functional.jacobian(scaler.transform, y)
+        torch.testing.assert_close(
+            torch.linalg.slogdet(jac)[1],
+            scaler.log_abs_det_jacobian(y[None])[0],
+            rtol=1e-10,
+            atol=1e-10,
+        )
+    again = Standardizer.from_dict(scaler.to_dict())
+    assert torch.equal(again.transform(stars), scaler.transform(stars))
+    assert "ball_map" in repr(again)
+    # Stars without a radial velocity keep the map.
+    partial = stars.clone()
+    partial[::3, 3:] = float("nan")
+    assert Standardizer.fit(partial, ball=ball).ball_map.radius == 1.5
+
+
+def test_a_ball_map_refuses_stars_outside_it(local_volume):
+    stars, ball = local_volume
+    with pytest.raises(ValueError, match="positions lie outside BallMap"):
+        Standardizer.fit(stars, ball=BallMap(ball.center.tolist(), 1.0))
+    params = Standardizer.fit(stars, ball=ball).to_dict()
+    params["radial_map"] = {
+        "center": [0.0, 0.0, 0.0],
+        "node_log_radii": [0.0, 1.0],
+        "node_logits": [0.0, 1.0],
+    }
+    with pytest.raises(ValueError, match="a radial_map or a ball_map, not both"):
+        Standardizer.from_dict(params)

@@ -60,12 +60,31 @@ def test_report_says_what_was_used(survey_fit):
     # Errors deconvolved through a selection: the truncated likelihood.
     assert survey["truncated_likelihood"] is True
     assert result.config["df_options"]["truncated"] is True
+    # Noisy positions cross the distance limit: no ball map.
+    assert survey["ball_map"] is False
     assert survey["selection"]["distance_limit_kpc"] == 1.5
     # Noisy parallaxes put some stars beyond the limit; they are counted.
     assert survey["selection"]["n_stars_outside"] > 0
     assert result.config["df_options"]["factorization"] == "conditional"
     assert not report["virial"]["applied"]
     assert "selection function" in report["virial"]["reason"]
+
+
+def test_exact_positions_see_the_distance_limit_as_a_ball(stars):
+    catalogue = mock_gaia_catalogue(*stars, errors=None, rv_fraction=0.5, seed=14)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit(
+            catalogue, selection=SkySelection(distance_limit=1.5 * u.kpc), **TINY
+        )
+    survey = result.report(n_points=256)["survey"]
+    assert survey["ball_map"] is True and survey["truncated_likelihood"] is False
+    ball = result.df.standardizer.ball_map
+    np.testing.assert_allclose(ball.center.numpy(), SUN, rtol=0, atol=1e-12)
+    assert ball.radius == pytest.approx(1.5, rel=1e-12)
+    # The flows put no star beyond the limit.
+    x, _ = result.df.sample(4096, seed=2)
+    assert np.linalg.norm(np.asarray(x) - SUN, axis=1).max() < 1.5
 
 
 def test_local_network_is_centred_on_the_volume(survey_fit):
@@ -120,6 +139,7 @@ def test_cli_reads_errors_and_missing_rvs(stars, tmp_path, capsys):
     assert "measurement errors were deconvolved (2 Monte Carlo draws" in out
     assert "Φ was fitted inside the selection function (SkySelection)" in out
     assert "flows model the DF across those edges (truncated likelihood)" in out
+    assert "ball map" not in out
 
 
 def test_deconvolution_recovers_a_narrow_velocity_distribution():

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from gala_deeppotential import training
+from gala_deeppotential.ball_map import BallMap
 from gala_deeppotential.df import MIN_STARS, FlowEnsemble
 from gala_deeppotential.mocks import PlummerTruth
 from gala_deeppotential.training import DFOptions, TrainingOptions
@@ -231,3 +232,50 @@ def test_options_are_one_object_per_stage():
         training.fit_distribution_function(_small_data(), n_steps=4)
     with pytest.raises(ValueError, match="validation_fraction must lie in"):
         DFOptions(validation_fraction=1.0)
+
+
+BALL = BallMap([0.0, 0.0, 0.0], 2.0)
+
+
+@pytest.mark.parametrize(
+    "ball_map, noisy, truncated, ball, expected",
+    [
+        (None, None, False, BALL, BALL),  # exact positions in a ball
+        (True, _Draws(False), False, BALL, BALL),  # missing radial velocities
+        (None, None, False, None, None),  # no ball given
+        (False, None, False, BALL, None),  # turned off
+        (None, _Draws(True), False, BALL, None),  # noisy positions cross it
+        (None, None, True, BALL, None),  # the DF modelled beyond the edges
+    ],
+)
+def test_ball_map_only_for_exact_positions_in_a_given_ball(
+    ball_map, noisy, truncated, ball, expected
+):
+    ensemble = FlowEnsemble(n_flows=1, ball_map=ball_map)
+    options = TrainingOptions(truncated=truncated)
+    assert training._ball_for(ensemble, options, noisy, ball) is expected
+
+
+def test_ball_map_true_refuses_what_it_cannot_do():
+    ensemble = FlowEnsemble(n_flows=1, ball_map=True)
+    with pytest.raises(ValueError, match="ball_map=True, but no ball was given"):
+        training._ball_for(ensemble, TrainingOptions(), None, None)
+    with pytest.raises(ValueError, match="ball_map=True, but measurement errors"):
+        training._ball_for(ensemble, TrainingOptions(), _Draws(True), BALL)
+
+
+def test_flows_through_a_ball_map_stay_inside_it(tmp_path):
+    data = _small_data(2000)
+    data = data[np.linalg.norm(data[:, :3], axis=1) < 2.0]
+    df = FlowEnsemble(n_flows=1).fit(
+        data, epochs=1, batch_size=256, seed=0, ball=BALL, checkpoint_dir=tmp_path
+    )
+    assert df.standardizer.ball_map.radius == BALL.radius
+    x, _ = df.sample(4096, seed=1)
+    radius = np.linalg.norm(x, axis=1)
+    assert radius.max() < 2.0 and radius.min() >= 0
+    # The ball is part of what the checkpoint is a fit of.
+    with pytest.raises(ValueError, match="different"):
+        FlowEnsemble(n_flows=1).fit(
+            data, epochs=1, batch_size=256, seed=0, checkpoint_dir=tmp_path
+        )
