@@ -223,8 +223,7 @@ def _ball_for(
 ) -> BallMap | None:
     """The ball the flows map the positions through, or None (see
     :class:`~gala_deeppotential.df.FlowOptions` ``ball_map``)."""
-    wanted = ensemble.options.ball_map
-    if wanted is False:
+    if not ensemble.options.ball_map:
         return None
     reason = None
     if ball is None:
@@ -233,11 +232,9 @@ def _ball_for(
         reason = "measurement errors are deconvolved, so true positions cross its edge"
     elif options.truncated:
         reason = "the truncated likelihood models the DF beyond the selection's edges"
-    if reason is None:
-        return ball
-    if wanted:
-        raise ValueError(f"ball_map=True, but {reason}; set ball_map=None or False")
-    return None
+    if reason is not None:
+        raise ValueError(f"ball_map=True, but {reason}; set ball_map=False")
+    return ball
 
 
 def fit_distribution_function(
@@ -393,9 +390,8 @@ def train_flows(
         ``history`` then include :math:`\ln \int f S`.
     ball : :class:`~gala_deeppotential.ball_map.BallMap`, optional
         The ball every star lies in (a catalogue's distance limit, in the
-        data's units): with exact positions and the plain likelihood the
-        flows see the positions through it (see
-        :class:`~gala_deeppotential.df.FlowOptions` ``ball_map``).
+        data's units), which the flows see the positions through with
+        ``ball_map=True`` (see :class:`~gala_deeppotential.df.FlowOptions`).
     **overrides
         Fields of :class:`TrainingOptions` (``epochs=30``, ...).
 

@@ -60,8 +60,7 @@ def test_report_says_what_was_used(survey_fit):
     # Errors deconvolved through a selection: the truncated likelihood.
     assert survey["truncated_likelihood"] is True
     assert result.config["df_options"]["truncated"] is True
-    # Noisy positions cross the distance limit: no ball map.
-    assert survey["ball_map"] is False
+    assert survey["ball_map"] is False  # off by default
     assert survey["selection"]["distance_limit_kpc"] == 1.5
     # Noisy parallaxes put some stars beyond the limit; they are counted.
     assert survey["selection"]["n_stars_outside"] > 0
@@ -70,12 +69,13 @@ def test_report_says_what_was_used(survey_fit):
     assert "selection function" in report["virial"]["reason"]
 
 
-def test_exact_positions_see_the_distance_limit_as_a_ball(stars):
+def test_exact_positions_can_see_the_distance_limit_as_a_ball(stars):
     catalogue = mock_gaia_catalogue(*stars, errors=None, rv_fraction=0.5, seed=14)
+    options = {**TINY, "df_options": {**TINY["df_options"], "ball_map": True}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = fit(
-            catalogue, selection=SkySelection(distance_limit=1.5 * u.kpc), **TINY
+            catalogue, selection=SkySelection(distance_limit=1.5 * u.kpc), **options
         )
     survey = result.report(n_points=256)["survey"]
     assert survey["ball_map"] is True and survey["truncated_likelihood"] is False

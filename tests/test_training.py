@@ -238,36 +238,35 @@ BALL = BallMap([0.0, 0.0, 0.0], 2.0)
 
 
 @pytest.mark.parametrize(
-    "ball_map, noisy, truncated, ball, expected",
+    "ball_map, noisy, ball, expected",
     [
-        (None, None, False, BALL, BALL),  # exact positions in a ball
-        (True, _Draws(False), False, BALL, BALL),  # missing radial velocities
-        (None, None, False, None, None),  # no ball given
-        (False, None, False, BALL, None),  # turned off
-        (None, _Draws(True), False, BALL, None),  # noisy positions cross it
-        (None, None, True, BALL, None),  # the DF modelled beyond the edges
+        (True, None, BALL, BALL),  # exact positions in a ball
+        (True, _Draws(False), BALL, BALL),  # missing radial velocities
+        (False, None, BALL, None),  # off (the default)
     ],
 )
 def test_ball_map_only_for_exact_positions_in_a_given_ball(
-    ball_map, noisy, truncated, ball, expected
+    ball_map, noisy, ball, expected
 ):
     ensemble = FlowEnsemble(n_flows=1, ball_map=ball_map)
-    options = TrainingOptions(truncated=truncated)
-    assert training._ball_for(ensemble, options, noisy, ball) is expected
+    assert training._ball_for(ensemble, TrainingOptions(), noisy, ball) is expected
+    assert FlowEnsemble(n_flows=1).options.ball_map is False
 
 
-def test_ball_map_true_refuses_what_it_cannot_do():
+def test_ball_map_refuses_what_it_cannot_do():
     ensemble = FlowEnsemble(n_flows=1, ball_map=True)
     with pytest.raises(ValueError, match="ball_map=True, but no ball was given"):
         training._ball_for(ensemble, TrainingOptions(), None, None)
     with pytest.raises(ValueError, match="ball_map=True, but measurement errors"):
         training._ball_for(ensemble, TrainingOptions(), _Draws(True), BALL)
+    with pytest.raises(ValueError, match="ball_map=True, but the truncated"):
+        training._ball_for(ensemble, TrainingOptions(truncated=True), None, BALL)
 
 
 def test_flows_through_a_ball_map_stay_inside_it(tmp_path):
     data = _small_data(2000)
     data = data[np.linalg.norm(data[:, :3], axis=1) < 2.0]
-    df = FlowEnsemble(n_flows=1).fit(
+    df = FlowEnsemble(n_flows=1, ball_map=True).fit(
         data, epochs=1, batch_size=256, seed=0, ball=BALL, checkpoint_dir=tmp_path
     )
     assert df.standardizer.ball_map.radius == BALL.radius
@@ -276,6 +275,11 @@ def test_flows_through_a_ball_map_stay_inside_it(tmp_path):
     assert radius.max() < 2.0 and radius.min() >= 0
     # The ball is part of what the checkpoint is a fit of.
     with pytest.raises(ValueError, match="different"):
-        FlowEnsemble(n_flows=1).fit(
-            data, epochs=1, batch_size=256, seed=0, checkpoint_dir=tmp_path
+        FlowEnsemble(n_flows=1, ball_map=True).fit(
+            data,
+            epochs=1,
+            batch_size=256,
+            seed=0,
+            ball=BallMap([0.0, 0.0, 0.0], 2.5),
+            checkpoint_dir=tmp_path,
         )
