@@ -27,6 +27,10 @@ from scipy.stats import chi
 # ln r / R is kept below -_EDGE: stars on the surface (or rounded past it in
 # float32) map to a finite radius, about 7.4 for this value.
 _EDGE = 1e-12
+# Points with ln r / R above this lie outside the ball by more than float32
+# rounding of positions up to about 100 R from the origin; there the density is
+# zero and the log-Jacobian -inf.
+_OUTSIDE = 1e-5
 # Radii below this fraction of R count as it (the map is smooth at r = 0).
 _R_FLOOR = 1e-30
 # The starting guesses of the quantile: ln psi tabulated against
@@ -88,22 +92,25 @@ class BallMap:
             math.log(3) - 3 * math.log(self.radius) - _LOG_SQRT_2_OVER_PI
         )
 
-    def _offsets(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x - c`` in float64 and ln(r / R), clamped to the ball's inside."""
-        dx = x.to(torch.float64) - self.center.to(x.device)
-        r2 = (dx * dx).sum(dim=-1).clamp_min((_R_FLOOR * self.radius) ** 2)
-        log_u = (0.5 * torch.log(r2) - math.log(self.radius)).clamp(max=-_EDGE)
-        return dx, log_u
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Map positions ``(..., 3)``; returns ``x'`` and the log-Jacobian ``(...)``,
-        in the dtype of ``x``."""
-        dx, log_u = self._offsets(x)
+        in the dtype of ``x``.
+
+        A point outside the ball (beyond the float32 rounding of its
+        surface) has no image: it maps to the image of the surface along its
+        ray, and its log-Jacobian is ``-inf``, so that a density through the
+        map is zero there.
+        """
+        dx = x.to(torch.float64) - self.center.to(x.device)
+        r2 = (dx * dx).sum(dim=-1).clamp_min((_R_FLOOR * self.radius) ** 2)
+        log_r = 0.5 * torch.log(r2) - math.log(self.radius)
+        log_u = log_r.clamp(max=-_EDGE)
         psi = _Chi3Quantile.apply(log_u)
         # psi / r, from logarithms so that it stays finite as r -> 0.
         scale = torch.exp(torch.log(psi) - log_u) / self.radius
         mapped = dx * scale[..., None]
         log_det = self._log_det_offset + 0.5 * psi * psi
+        log_det = torch.where(log_r > _OUTSIDE, -math.inf, log_det)
         return mapped.to(x.dtype), log_det.to(x.dtype)
 
     def inverse(self, x_mapped: torch.Tensor) -> torch.Tensor:

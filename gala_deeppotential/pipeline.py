@@ -38,7 +38,12 @@ from .result import FitResult, output_paths
 from .runtime import torch_threads
 from .selection import BoundSelection, as_selection
 from .sightlines import MissingRadialVelocities
-from .training import DFOptions, fit_distribution_function, truncation_for
+from .training import (
+    DFOptions,
+    epochs_for,
+    fit_distribution_function,
+    truncation_for,
+)
 from .virial import (
     VirialOptions,
     VirialWarning,
@@ -296,9 +301,10 @@ def _df_options_for(
     bound: BoundSelection | None,
 ) -> DFOptions:
     """The flows' options for these stars: conditional when radial velocities
-    lack; the truncated likelihood decided (see
-    :func:`~gala_deeppotential.training.truncation_for`)."""
-    options = truncation_for(options, draws, bound)
+    lack; the truncated likelihood and the epochs decided (see
+    :func:`~gala_deeppotential.training.truncation_for` and
+    :func:`~gala_deeppotential.training.epochs_for`)."""
+    options = epochs_for(truncation_for(options, draws, bound), data.x, draws)
     if data.has_rv is not None and options.factorization == "joint":
         return dataclasses.replace(options, factorization="conditional")
     return options

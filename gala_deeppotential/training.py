@@ -4,8 +4,10 @@ from __future__ import annotations
 
 __all__ = [
     "DEFAULT_EPOCHS",
+    "LOCAL_EPOCHS",
     "DFOptions",
     "TrainingOptions",
+    "epochs_for",
     "fit_distribution_function",
     "train_flows",
 ]
@@ -29,6 +31,7 @@ from .df import FlowEnsemble, FlowOptions, empty_history, phase_space_tensor
 from .flows import ROW_MULTIPLE
 from .likelihood import VALIDATION_ROWS, StarLikelihood
 from .options import coerce_fields, options_dict, resolve_options
+from .radial_map import local_center
 from .runtime import member_generator, torch_threads
 from .truncation import SelectionNormalizer
 
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 
 #: Default training length in epochs (``docs/record.md`` has how it was chosen).
 DEFAULT_EPOCHS = 16
+#: Default training length for a local volume (see :func:`epochs_for`).
+LOCAL_EPOCHS = 32
 
 _CHECKPOINT_KIND = "flow_ensemble_checkpoint"
 _CHECKPOINT_FILE = "checkpoint.pt"
@@ -51,8 +56,10 @@ class TrainingOptions:
 
     Parameters
     ----------
-    epochs : int
+    epochs : int, optional
         Passes over the training stars; sets the length of the schedule.
+        ``None`` (the default): :data:`DEFAULT_EPOCHS`, or
+        :data:`LOCAL_EPOCHS` for a local volume (see :func:`epochs_for`).
     batch_size : int
         Stars per member per step.
     lr : float
@@ -86,7 +93,9 @@ class TrainingOptions:
         on the measured values as they are, which costs a plain epoch each.
         The flows then begin deconvolving from the error-broadened DF.
         Validation always uses the error-convolved likelihood, so that the
-        best epoch is chosen by one measure. ``None``: every epoch.
+        best epoch is chosen by one measure. ``None``: every epoch, but
+        with ``epochs=None`` on a local volume the last
+        :data:`DEFAULT_EPOCHS` (see :func:`epochs_for`).
     rv_samples : int
         For a catalogue whose stars lack some radial velocities (and give
         :func:`train_flows` their proper motions as ``noisy``): draws per
@@ -113,7 +122,7 @@ class TrainingOptions:
         multiple of 16 (``flows.ROW_MULTIPLE``).
     """
 
-    epochs: int = DEFAULT_EPOCHS
+    epochs: int | None = None
     batch_size: int = 512
     lr: float = 2e-3
     warmup_fraction: float = 0.05
@@ -129,6 +138,12 @@ class TrainingOptions:
     selection_draws: int = 256
 
     def __post_init__(self) -> None:
+        if self.epochs is not None and (
+            int(self.epochs) != self.epochs or self.epochs < 1
+        ):
+            raise ValueError(
+                f"epochs must be a positive integer or None, got {self.epochs!r}"
+            )
         if not 0 < self.validation_fraction < 1:
             raise ValueError("validation_fraction must lie in (0, 1)")
         if int(self.error_samples) != self.error_samples or self.error_samples < 1:
@@ -213,6 +228,58 @@ def truncation_for(options: _Options, noisy: Any, selection: Any) -> _Options:
         return options
     deconvolved = noisy is not None and bool(getattr(noisy, "has_errors", False))
     return dataclasses.replace(options, truncated=selection is not None and deconvolved)
+
+
+def epochs_for(options: _Options, x: np.ndarray, noisy: Any) -> _Options:
+    """``options`` with ``epochs`` decided: ``None`` becomes a number.
+
+    Stars that surround the centre of their coordinates train for
+    :data:`DEFAULT_EPOCHS`; a local volume (a catalogue about the Sun, see
+    :func:`~gala_deeppotential.radial_map.local_center`) for
+    :data:`LOCAL_EPOCHS`. In a heliocentric volume the flows must resolve
+    the thin disc's vertical structure, and after 16 epochs they are still
+    improving (every member's best epoch is its last) and bias the local
+    density and the vertical force low: on 2¹⁷ stars within 1.5 kpc of the
+    Sun 32 epochs took the local density's error from 13% and 9.2% to 8.8%
+    and 4.9% (two draws) and halved the error of K_z at 1.1 kpc, whereas on
+    a Plummer sphere they sharpened the density and made the forces worse.
+    Where measurement errors are deconvolved and ``error_epochs`` is
+    ``None``, a local volume's last :data:`DEFAULT_EPOCHS` epochs train on
+    the error-convolved likelihood and the ones before on the measured
+    values, so that the longer schedule costs 16 plain epochs more.
+
+    Parameters
+    ----------
+    options : :class:`TrainingOptions` or :class:`DFOptions`
+    x : array, shape (N, 3)
+        The stars' positions about the centre of their coordinates (the
+        Galactic centre), in any units.
+    noisy : NoisyAstrometry, MissingRadialVelocities or None
+        The stars' draws, as :func:`train_flows` takes them; only their
+        ``has_errors`` is read.
+
+    Returns
+    -------
+    options : the same type as ``options``
+        A copy with ``epochs`` an int (``options`` itself if it was one).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> epochs_for(TrainingOptions(), rng.normal(size=(100, 3)), None).epochs
+    16
+    >>> sun = [-8.1, 0.0, 0.02] + 0.5 * rng.normal(size=(100, 3))
+    >>> epochs_for(TrainingOptions(), sun, None).epochs
+    32
+    """
+    if options.epochs is not None:
+        return options
+    if local_center(np.asarray(x, dtype=float)) is None:
+        return dataclasses.replace(options, epochs=DEFAULT_EPOCHS)
+    error_epochs = options.error_epochs
+    if error_epochs is None and bool(getattr(noisy, "has_errors", False)):
+        error_epochs = DEFAULT_EPOCHS
+    return dataclasses.replace(options, epochs=LOCAL_EPOCHS, error_epochs=error_epochs)
 
 
 def _ball_for(
@@ -412,6 +479,7 @@ def train_flows(
         resolve_options(TrainingOptions, options, **overrides), noisy, selection
     )
     y = phase_space_tensor(data, missing_velocities=True)
+    options = epochs_for(options, y[:, :3].numpy(), noisy)
     if int(first_member) != first_member or first_member < 0:
         raise ValueError(f"first_member must be >= 0, got {first_member!r}")
     settings = {

@@ -99,6 +99,14 @@ def test_float32_positions_on_the_surface_stay_finite(ball):
     )
 
 
+def test_points_outside_have_zero_density(ball):
+    x = _points(RADIUS * np.array([0.5, 1 + 1e-4, 2.0, 1e3]))
+    mapped, log_det = ball.forward(x)
+    assert bool(torch.isfinite(mapped).all())
+    assert bool(torch.isfinite(log_det[0]))
+    assert bool((log_det[1:] == -math.inf).all())
+
+
 def test_dict_round_trip_and_bad_parameters(ball):
     again = BallMap.from_dict(ball.to_dict())
     x = _points(RADIUS * FRACTIONS)

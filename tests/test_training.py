@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -68,6 +70,46 @@ def test_automatic_truncation_is_recorded_resolved(tmp_path):
     assert ens.history["epoch"] == [1]
     again = FlowEnsemble(n_flows=1).fit(
         data, epochs=1, batch_size=256, seed=0, truncated=False, checkpoint_dir=tmp_path
+    )
+    assert again.history["val_loss"] == ens.history["val_loss"]
+
+
+def _local(data):
+    """The same stars moved to a heliocentric-like volume off the centre."""
+    return data + np.array([-8.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    "local, noisy, epochs, error_epochs",
+    [
+        (False, None, training.DEFAULT_EPOCHS, None),
+        (False, _Draws(True), training.DEFAULT_EPOCHS, None),
+        (True, None, training.LOCAL_EPOCHS, None),
+        (True, _Draws(False), training.LOCAL_EPOCHS, None),  # missing RVs only
+        (True, _Draws(True), training.LOCAL_EPOCHS, training.DEFAULT_EPOCHS),
+    ],
+)
+def test_a_local_volume_trains_longer(local, noisy, epochs, error_epochs):
+    data = _small_data()
+    x = (_local(data) if local else data)[:, :3]
+    options = training.epochs_for(DFOptions(), x, noisy)
+    assert (options.epochs, options.error_epochs) == (epochs, error_epochs)
+    # A choice made by the caller stands.
+    chosen = DFOptions(epochs=5, error_epochs=None)
+    assert training.epochs_for(chosen, x, noisy) is chosen
+    chosen = DFOptions(error_epochs=3)
+    assert training.epochs_for(chosen, x, noisy).error_epochs == 3
+
+
+def test_automatic_epochs_are_recorded_resolved(tmp_path):
+    """``train_flows`` decides the epochs from the stars; the checkpoint
+    records the number, so a resume that spells it out matches."""
+    data = _local(_small_data())
+    settings = {"batch_size": 1024, "patience": 100, "seed": 0}
+    ens = FlowEnsemble(n_flows=1).fit(data, checkpoint_dir=tmp_path, **settings)
+    assert ens.history["epoch"] == list(range(1, training.LOCAL_EPOCHS + 1))
+    again = FlowEnsemble(n_flows=1).fit(
+        data, epochs=training.LOCAL_EPOCHS, checkpoint_dir=tmp_path, **settings
     )
     assert again.history["val_loss"] == ens.history["val_loss"]
 
@@ -217,6 +259,9 @@ def test_jitter_widens_the_fitted_density_by_its_variance():
 
 
 def test_bad_settings_are_refused_clearly():
+    for epochs in (0, 2.5):
+        with pytest.raises(ValueError, match="epochs must be a positive integer"):
+            TrainingOptions(epochs=epochs)
     with pytest.raises(ValueError, match="jitter must be >= 0"):
         FlowEnsemble(n_flows=1).fit(_small_data(), epochs=1, jitter=-0.1)
     with pytest.raises(ValueError, match="factorization must be one of"):
@@ -273,6 +318,10 @@ def test_flows_through_a_ball_map_stay_inside_it(tmp_path):
     x, _ = df.sample(4096, seed=1)
     radius = np.linalg.norm(x, axis=1)
     assert radius.max() < 2.0 and radius.min() >= 0
+    # Beyond the ball the DF is zero.
+    v = np.zeros((3, 3))
+    log_f = df.log_prob(np.array([[0.0, 0.0, 1.0], [0.0, 2.1, 0.0], [5.0, 0, 0]]), v)
+    assert bool(torch.isfinite(log_f[0])) and bool((log_f[1:] == -math.inf).all())
     # The ball is part of what the checkpoint is a fit of.
     with pytest.raises(ValueError, match="different"):
         FlowEnsemble(n_flows=1, ball_map=True).fit(
