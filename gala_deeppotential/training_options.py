@@ -92,11 +92,10 @@ class TrainingOptions:
         :func:`~.training.train_flows` as ``selection``; without one this
         does nothing): fit the flows to the truncated likelihood
         :math:`f S / \int f S` (see :mod:`gala_deeppotential.truncation`),
-        so that they model the DF
-        :math:`f` itself, smooth across the selection's edges, rather than
-        :math:`f S` with its edges. Each step then also draws
-        ``selection_draws`` points from every member. ``None`` (the
-        default): only where measurement errors are deconvolved (``noisy``
+        so that they model the DF :math:`f` itself, smooth across the
+        selection's edges, rather than :math:`f S` with its edges. Each
+        step then also draws ``selection_draws`` points from every member.
+        ``None`` (the default): only where measurement errors are deconvolved (``noisy``
         with errors), whose draws of a star's true position cross the
         selection's edges; there S weights each draw, and the flows do not
         learn the edge blurred by the errors as part of the DF (see
