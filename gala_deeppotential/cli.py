@@ -582,7 +582,7 @@ def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
         default="{}",
         metavar="JSON",
         help="further settings of the flows, a JSON object of "
-        "gala_deeppotential.training.DFOptions fields",
+        "gala_deeppotential.DFOptions fields",
     )
     training.add_argument(
         "--potential-options",

@@ -81,7 +81,7 @@ def run_plummer_demo(
     n_stars : int
         Stars in the catalogue.
     df_options, potential_options : dict, optional
-        Settings of the two fits (:class:`~gala_deeppotential.training.DFOptions`,
+        Settings of the two fits (:class:`~.training_options.DFOptions`,
         :class:`~gala_deeppotential.potential.PotentialOptions`); the
         package's defaults otherwise.
     n_held_out, n_orbits, orbit_steps : int

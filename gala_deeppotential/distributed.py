@@ -111,7 +111,7 @@ def fit_distribution_function(
     ----------
     data : array or :class:`torch.Tensor`, shape (N, 6)
         Positions then velocities, the same on every rank.
-    options : :class:`~gala_deeppotential.training.DFOptions` or dict, optional
+    options : :class:`~gala_deeppotential.training_options.DFOptions` or dict, optional
         The architecture and training, as for
         :func:`gala_deeppotential.fit_distribution_function`; ``n_flows`` must
         be at least the number of ranks.
@@ -127,7 +127,7 @@ def fit_distribution_function(
         to B - 1), so rerunning the same command with the same number of
         ranks resumes.
     **overrides
-        Fields of :class:`~gala_deeppotential.training.DFOptions`.
+        Fields of :class:`~gala_deeppotential.training_options.DFOptions`.
 
     Returns
     -------

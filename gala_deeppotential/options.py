@@ -2,7 +2,7 @@
 
 Every stage of the pipeline keeps its settings in one dataclass
 (:class:`~gala_deeppotential.df.FlowOptions`,
-:class:`~gala_deeppotential.training.TrainingOptions`,
+:class:`~gala_deeppotential.training_options.TrainingOptions`,
 :class:`~gala_deeppotential.potential.PotentialOptions`,
 :class:`~gala_deeppotential.virial.VirialOptions`). The stage's function,
 its checkpoint and the command line all read that one object, so a setting

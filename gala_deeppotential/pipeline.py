@@ -38,12 +38,8 @@ from .result import FitResult, output_paths
 from .runtime import torch_threads
 from .selection import BoundSelection, as_selection
 from .sightlines import MissingRadialVelocities
-from .training import (
-    DFOptions,
-    epochs_for,
-    fit_distribution_function,
-    truncation_for,
-)
+from .training import fit_distribution_function
+from .training_options import DFOptions, epochs_for, truncation_for
 from .virial import (
     VirialOptions,
     VirialWarning,
@@ -114,7 +110,7 @@ def fit(
     drop_invalid : bool
         Drop stars with NaN, inf or masked values (with a warning) instead of
         raising.
-    df_options : :class:`~gala_deeppotential.training.DFOptions` or dict, optional
+    df_options : :class:`~.training_options.DFOptions` or dict, optional
         The flows' architecture and training (``n_flows``, ``epochs``,
         ``time_limit``, ...); the defaults are the measured ones.
     potential_options : :class:`~.potential.PotentialOptions` or dict, optional
@@ -302,8 +298,8 @@ def _df_options_for(
 ) -> DFOptions:
     """The flows' options for these stars: conditional when radial velocities
     lack; the truncated likelihood and the epochs decided (see
-    :func:`~gala_deeppotential.training.truncation_for` and
-    :func:`~gala_deeppotential.training.epochs_for`)."""
+    :func:`~gala_deeppotential.training_options.truncation_for` and
+    :func:`~gala_deeppotential.training_options.epochs_for`)."""
     options = epochs_for(truncation_for(options, draws, bound), data.x, draws)
     if data.has_rv is not None and options.factorization == "joint":
         return dataclasses.replace(options, factorization="conditional")

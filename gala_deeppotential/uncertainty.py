@@ -285,7 +285,7 @@ class Resampling:
     ----------
     data : :class:`~gala_deeppotential.phasespace.PhaseSpaceData`
         The stars the main fit was fitted to.
-    df_options : :class:`~gala_deeppotential.training.DFOptions`
+    df_options : :class:`~gala_deeppotential.training_options.DFOptions`
         The main fit's flow options (the number of flows is replaced).
     deconvolve : bool
         Whether the main fit deconvolved the stars' measurement errors.
