@@ -2,18 +2,16 @@
 
 :class:`TrainingOptions` (and :class:`DFOptions`, which adds the flows'
 architecture) hold what :func:`~.training.train_flows`
-does; :func:`epochs_for` and :func:`truncation_for` turn the settings left at
-``None`` into the measured choice for the stars at hand.
+does; :func:`truncation_for` turns the setting left at ``None`` into the
+measured choice for the stars at hand.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "DEFAULT_EPOCHS",
-    "LOCAL_EPOCHS",
     "DFOptions",
     "TrainingOptions",
-    "epochs_for",
     "truncation_for",
 ]
 
@@ -21,16 +19,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import numpy as np
-
 from .df import FlowOptions
 from .options import coerce_fields
-from .radial_map import local_center
 
 #: Default training length in epochs (``docs/record.md`` has how it was chosen).
 DEFAULT_EPOCHS = 16
-#: Default training length for a local volume (see :func:`epochs_for`).
-LOCAL_EPOCHS = 32
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,10 +32,8 @@ class TrainingOptions:
 
     Parameters
     ----------
-    epochs : int, optional
+    epochs : int
         Passes over the training stars; sets the length of the schedule.
-        ``None`` (the default): :data:`DEFAULT_EPOCHS`, or
-        :data:`LOCAL_EPOCHS` for a local volume (see :func:`epochs_for`).
     batch_size : int
         Stars per member per step.
     lr : float
@@ -76,9 +67,7 @@ class TrainingOptions:
         on the measured values as they are, which costs a plain epoch each.
         The flows then begin deconvolving from the error-broadened DF.
         Validation always uses the error-convolved likelihood, so that the
-        best epoch is chosen by one measure. ``None``: every epoch, but
-        with ``epochs=None`` on a local volume the last
-        :data:`DEFAULT_EPOCHS` (see :func:`epochs_for`).
+        best epoch is chosen by one measure. ``None``: every epoch.
     rv_samples : int
         For a catalogue whose stars lack some radial velocities (and give
         :func:`~.training.train_flows` their proper motions as ``noisy``): draws per
@@ -105,7 +94,7 @@ class TrainingOptions:
         multiple of 16 (``flows.ROW_MULTIPLE``).
     """
 
-    epochs: int | None = None
+    epochs: int = DEFAULT_EPOCHS
     batch_size: int = 512
     lr: float = 2e-3
     warmup_fraction: float = 0.05
@@ -115,18 +104,14 @@ class TrainingOptions:
     jitter: float = 0.0
     time_limit: float | None = None
     error_samples: int = 2
-    error_epochs: int | None = None
+    error_epochs: int = DEFAULT_EPOCHS
     rv_samples: int = 2
     truncated: bool | None = None
     selection_draws: int = 256
 
     def __post_init__(self) -> None:
-        if self.epochs is not None and (
-            int(self.epochs) != self.epochs or self.epochs < 1
-        ):
-            raise ValueError(
-                f"epochs must be a positive integer or None, got {self.epochs!r}"
-            )
+        if int(self.epochs) != self.epochs or self.epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
         if not 0 < self.validation_fraction < 1:
             raise ValueError("validation_fraction must lie in (0, 1)")
         if int(self.error_samples) != self.error_samples or self.error_samples < 1:
@@ -211,55 +196,3 @@ def truncation_for(options: _Options, noisy: Any, selection: Any) -> _Options:
         return options
     deconvolved = noisy is not None and bool(getattr(noisy, "has_errors", False))
     return dataclasses.replace(options, truncated=selection is not None and deconvolved)
-
-
-def epochs_for(options: _Options, x: np.ndarray, noisy: Any) -> _Options:
-    """``options`` with ``epochs`` decided: ``None`` becomes a number.
-
-    Stars that surround the centre of their coordinates train for
-    :data:`DEFAULT_EPOCHS`; a local volume (a catalogue about the Sun, see
-    :func:`~gala_deeppotential.radial_map.local_center`) for
-    :data:`LOCAL_EPOCHS`. In a heliocentric volume the flows must resolve
-    the thin disc's vertical structure, and after 16 epochs they are still
-    improving (every member's best epoch is its last) and bias the local
-    density and the vertical force low: on 2¹⁷ stars within 1.5 kpc of the
-    Sun 32 epochs took the local density's error from 13% and 9.2% to 8.8%
-    and 4.9% (two draws) and halved the error of K_z at 1.1 kpc, whereas on
-    a Plummer sphere they sharpened the density and made the forces worse.
-    Where measurement errors are deconvolved and ``error_epochs`` is
-    ``None``, a local volume's last :data:`DEFAULT_EPOCHS` epochs train on
-    the error-convolved likelihood and the ones before on the measured
-    values, so that the longer schedule costs 16 plain epochs more.
-
-    Parameters
-    ----------
-    options : :class:`TrainingOptions` or :class:`DFOptions`
-    x : array, shape (N, 3)
-        The stars' positions about the centre of their coordinates (the
-        Galactic centre), in any units.
-    noisy : NoisyAstrometry, MissingRadialVelocities or None
-        The stars' draws, as :func:`~.training.train_flows` takes them; only their
-        ``has_errors`` is read.
-
-    Returns
-    -------
-    options : the same type as ``options``
-        A copy with ``epochs`` an int (``options`` itself if it was one).
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> epochs_for(TrainingOptions(), rng.normal(size=(100, 3)), None).epochs
-    16
-    >>> sun = [-8.1, 0.0, 0.02] + 0.5 * rng.normal(size=(100, 3))
-    >>> epochs_for(TrainingOptions(), sun, None).epochs
-    32
-    """
-    if options.epochs is not None:
-        return options
-    if local_center(np.asarray(x, dtype=float)) is None:
-        return dataclasses.replace(options, epochs=DEFAULT_EPOCHS)
-    error_epochs = options.error_epochs
-    if error_epochs is None and bool(getattr(noisy, "has_errors", False)):
-        error_epochs = DEFAULT_EPOCHS
-    return dataclasses.replace(options, epochs=LOCAL_EPOCHS, error_epochs=error_epochs)
