@@ -1,8 +1,8 @@
 """Training the flow ensemble: the maximum-likelihood loop, checkpoints.
 
-Its options, :class:`TrainingOptions` and :class:`DFOptions`, and the
-choice made from the stars (:func:`truncation_for`)
-live in :mod:`gala_deeppotential.training_options` and are imported here.
+Its options, :class:`TrainingOptions` and :class:`DFOptions`, and the choice
+made from the stars (:func:`truncation_for`) live in
+:mod:`gala_deeppotential.training_options` and are imported here.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""The flows' training settings, and the ones decided from the stars.
+"""The flows' training settings, and the one decided from the stars.
 
 :class:`TrainingOptions` (and :class:`DFOptions`, which adds the flows'
-architecture) hold what :func:`~.training.train_flows`
-does; :func:`truncation_for` turns the setting left at ``None`` into the
-measured choice for the stars at hand.
+architecture) hold what :func:`~.training.train_flows` does;
+:func:`truncation_for` turns the setting left at ``None`` into the measured
+choice for the stars at hand.
 """
 
 from __future__ import annotations
