@@ -104,7 +104,7 @@ class TrainingOptions:
     jitter: float = 0.0
     time_limit: float | None = None
     error_samples: int = 2
-    error_epochs: int = DEFAULT_EPOCHS
+    error_epochs: int | None = None
     rv_samples: int = 2
     truncated: bool | None = None
     selection_draws: int = 256
