@@ -35,6 +35,7 @@ from gala.units import galactic
 
 from gala_deeppotential import DFOptions, PlummerTruth, PotentialOptions
 from gala_deeppotential.demo import run_plummer_demo
+from gala_deeppotential.training import DEFAULT_EPOCHS
 
 MASS, SCALE = 1e11 * u.Msun, 3 * u.kpc
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-stars", type=int, default=2**17)
     parser.add_argument("--n-flows", type=int, default=df_defaults.n_flows)
-    parser.add_argument("--df-epochs", type=int, default=df_defaults.epochs)
+    parser.add_argument("--df-epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--df-batch-size", type=int, default=df_defaults.batch_size)
     parser.add_argument("--df-lr", type=float, default=df_defaults.lr)
     parser.add_argument("--n-phi", type=int, default=phi_defaults.n_samples)

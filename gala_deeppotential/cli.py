@@ -562,7 +562,11 @@ def _add_frame_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     training = parser.add_argument_group("training (defaults are the measured ones)")
     training.add_argument("--n-flows", type=int, default=None, help="ensemble size K")
-    training.add_argument("--epochs", type=int, help="flow training epochs")
+    training.add_argument(
+        "--epochs",
+        type=int,
+        help="flow training epochs (default: 16, or 32 for a local volume)",
+    )
     training.add_argument(
         "--df-time-limit",
         type=float,

@@ -39,7 +39,7 @@ from .runtime import torch_threads
 from .selection import BoundSelection, as_selection
 from .sightlines import MissingRadialVelocities
 from .training import fit_distribution_function
-from .training_options import DFOptions, truncation_for
+from .training_options import DFOptions, epochs_for, truncation_for
 from .virial import (
     VirialOptions,
     VirialWarning,
@@ -297,9 +297,10 @@ def _df_options_for(
     bound: BoundSelection | None,
 ) -> DFOptions:
     """The flows' options for these stars: conditional when radial velocities
-    lack; the truncated likelihood decided (see
-    :func:`~gala_deeppotential.training_options.truncation_for`)."""
-    options = truncation_for(options, draws, bound)
+    lack; the truncated likelihood and the epochs decided (see
+    :func:`~gala_deeppotential.training_options.truncation_for` and
+    :func:`~gala_deeppotential.training_options.epochs_for`)."""
+    options = epochs_for(truncation_for(options, draws, bound), data.x, draws)
     if data.has_rv is not None and options.factorization == "joint":
         return dataclasses.replace(options, factorization="conditional")
     return options

@@ -1,7 +1,7 @@
 """Training the flow ensemble: the maximum-likelihood loop, checkpoints.
 
-Its options, :class:`TrainingOptions` and :class:`DFOptions`, and the choice
-made from the stars (:func:`truncation_for`) live in
+Its options, :class:`TrainingOptions` and :class:`DFOptions`, and the choices
+made from the stars (:func:`epochs_for`, :func:`truncation_for`) live in
 :mod:`gala_deeppotential.training_options` and are imported here.
 """
 
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 __all__ = [
     "DEFAULT_EPOCHS",
+    "LOCAL_EPOCHS",
     "DFOptions",
     "TrainingOptions",
+    "epochs_for",
     "fit_distribution_function",
     "train_flows",
     "truncation_for",
@@ -36,8 +38,10 @@ from .options import options_dict, resolve_options
 from .runtime import member_generator, torch_threads
 from .training_options import (
     DEFAULT_EPOCHS,
+    LOCAL_EPOCHS,
     DFOptions,
     TrainingOptions,
+    epochs_for,
     truncation_for,
 )
 from .truncation import SelectionNormalizer
@@ -249,6 +253,7 @@ def train_flows(
         resolve_options(TrainingOptions, options, **overrides), noisy, selection
     )
     y = phase_space_tensor(data, missing_velocities=True)
+    options = epochs_for(options, y[:, :3].numpy(), noisy)
     if int(first_member) != first_member or first_member < 0:
         raise ValueError(f"first_member must be >= 0, got {first_member!r}")
     settings = {

@@ -1,17 +1,19 @@
-"""The flows' training settings, and the one decided from the stars.
+"""The flows' training settings, and the ones decided from the stars.
 
 :class:`TrainingOptions` (and :class:`DFOptions`, which adds the flows'
 architecture) hold what :func:`~.training.train_flows` does;
-:func:`truncation_for` turns the setting left at ``None`` into the measured
-choice for the stars at hand.
+:func:`epochs_for` and :func:`truncation_for` turn the settings left at
+``None`` into the measured choice for the stars at hand.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "DEFAULT_EPOCHS",
+    "LOCAL_EPOCHS",
     "DFOptions",
     "TrainingOptions",
+    "epochs_for",
     "truncation_for",
 ]
 
@@ -19,11 +21,16 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
+
 from .df import FlowOptions
 from .options import coerce_fields
+from .radial_map import local_center
 
 #: Default training length in epochs (``docs/record.md`` has how it was chosen).
 DEFAULT_EPOCHS = 16
+#: Default training length for a local volume (see :func:`epochs_for`).
+LOCAL_EPOCHS = 32
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,8 +39,11 @@ class TrainingOptions:
 
     Parameters
     ----------
-    epochs : int
+    epochs : int, optional
         Passes over the training stars; sets the length of the schedule.
+        ``None`` (the default): :data:`DEFAULT_EPOCHS`, or
+        :data:`LOCAL_EPOCHS` for a local volume without measurement errors
+        to deconvolve (see :func:`epochs_for`).
     batch_size : int
         Stars per member per step.
     lr : float
@@ -94,7 +104,7 @@ class TrainingOptions:
         multiple of 16 (``flows.ROW_MULTIPLE``).
     """
 
-    epochs: int = DEFAULT_EPOCHS
+    epochs: int | None = None
     batch_size: int = 512
     lr: float = 2e-3
     warmup_fraction: float = 0.05
@@ -110,8 +120,12 @@ class TrainingOptions:
     selection_draws: int = 256
 
     def __post_init__(self) -> None:
-        if int(self.epochs) != self.epochs or self.epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
+        if self.epochs is not None and (
+            int(self.epochs) != self.epochs or self.epochs < 1
+        ):
+            raise ValueError(
+                f"epochs must be a positive integer or None, got {self.epochs!r}"
+            )
         if not 0 < self.validation_fraction < 1:
             raise ValueError("validation_fraction must lie in (0, 1)")
         if int(self.error_samples) != self.error_samples or self.error_samples < 1:
@@ -177,8 +191,8 @@ def truncation_for(options: _Options, noisy: Any, selection: Any) -> _Options:
     ----------
     options : :class:`TrainingOptions` or :class:`DFOptions`
     noisy : NoisyAstrometry, MissingRadialVelocities or None
-        The stars' draws, as :func:`~.training.train_flows` takes them; only their
-        ``has_errors`` is read.
+        The stars' draws, as :func:`~.training.train_flows` takes them;
+        only their ``has_errors`` is read.
     selection : callable or None
         The selection function, as :func:`~.training.train_flows` takes it.
 
@@ -196,3 +210,56 @@ def truncation_for(options: _Options, noisy: Any, selection: Any) -> _Options:
         return options
     deconvolved = noisy is not None and bool(getattr(noisy, "has_errors", False))
     return dataclasses.replace(options, truncated=selection is not None and deconvolved)
+
+
+def epochs_for(options: _Options, x: np.ndarray, noisy: Any) -> _Options:
+    """``options`` with ``epochs`` decided: ``None`` becomes a number.
+
+    Stars that surround the centre of their coordinates train for
+    :data:`DEFAULT_EPOCHS`; a local volume (a catalogue about the Sun, see
+    :func:`~gala_deeppotential.radial_map.local_center`) for
+    :data:`LOCAL_EPOCHS`. In a heliocentric volume the flows must resolve
+    the thin disc's vertical structure, and after 16 epochs they are still
+    improving (every member's best epoch is its last) and bias the local
+    density and the vertical force low: on 2¹⁷ stars within 1.5 kpc of the
+    Sun 32 epochs took the local density's error from 13% and 9.2% to 8.8%
+    and 4.9% (two draws) and halved the error of K_z at 1.1 kpc, whereas on
+    a Plummer sphere they sharpened the density and made the forces worse.
+    Through a footprint (|b| > 10°, completeness falling with distance)
+    they kept the median force error (3.31% against 3.27%) and took the
+    local density's from 33% to 9.6%. Where measurement errors are
+    deconvolved the flows keep :data:`DEFAULT_EPOCHS`: every epoch on the
+    error-convolved likelihood costs ``error_samples`` plain ones, and
+    training the first 16 of 32 on the measured values left the DF
+    broadened (forces 4.2% against 2.75%).
+
+    Parameters
+    ----------
+    options : :class:`TrainingOptions` or :class:`DFOptions`
+    x : array, shape (N, 3)
+        The stars' positions about the centre of their coordinates (the
+        Galactic centre), in any units.
+    noisy : NoisyAstrometry, MissingRadialVelocities or None
+        The stars' draws, as :func:`~.training.train_flows` takes them;
+        only their ``has_errors`` is read.
+
+    Returns
+    -------
+    options : the same type as ``options``
+        A copy with ``epochs`` an int (``options`` itself if it was one).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> epochs_for(TrainingOptions(), rng.normal(size=(100, 3)), None).epochs
+    16
+    >>> sun = [-8.1, 0.0, 0.02] + 0.5 * rng.normal(size=(100, 3))
+    >>> epochs_for(TrainingOptions(), sun, None).epochs
+    32
+    """
+    if options.epochs is not None:
+        return options
+    deconvolved = bool(getattr(noisy, "has_errors", False))
+    local = local_center(np.asarray(x, dtype=float)) is not None
+    epochs = LOCAL_EPOCHS if local and not deconvolved else DEFAULT_EPOCHS
+    return dataclasses.replace(options, epochs=epochs)

@@ -74,6 +74,46 @@ def test_automatic_truncation_is_recorded_resolved(tmp_path):
     assert again.history["val_loss"] == ens.history["val_loss"]
 
 
+def _local(data):
+    """The same stars moved to a heliocentric-like volume off the centre."""
+    return data + np.array([-8.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    "local, noisy, epochs, error_epochs",
+    [
+        (False, None, training.DEFAULT_EPOCHS, None),
+        (False, _Draws(True), training.DEFAULT_EPOCHS, None),
+        (True, None, training.LOCAL_EPOCHS, None),
+        (True, _Draws(False), training.LOCAL_EPOCHS, None),  # missing RVs only
+        (True, _Draws(True), training.DEFAULT_EPOCHS, None),  # deconvolved
+    ],
+)
+def test_a_local_volume_trains_longer(local, noisy, epochs, error_epochs):
+    data = _small_data()
+    x = (_local(data) if local else data)[:, :3]
+    options = training.epochs_for(DFOptions(), x, noisy)
+    assert (options.epochs, options.error_epochs) == (epochs, error_epochs)
+    # A choice made by the caller stands.
+    chosen = DFOptions(epochs=5, error_epochs=None)
+    assert training.epochs_for(chosen, x, noisy) is chosen
+    chosen = DFOptions(error_epochs=3)
+    assert training.epochs_for(chosen, x, noisy).error_epochs == 3
+
+
+def test_automatic_epochs_are_recorded_resolved(tmp_path):
+    """``train_flows`` decides the epochs from the stars; the checkpoint
+    records the number, so a resume that spells it out matches."""
+    data = _local(_small_data())
+    settings = {"batch_size": 1024, "patience": 100, "seed": 0}
+    ens = FlowEnsemble(n_flows=1).fit(data, checkpoint_dir=tmp_path, **settings)
+    assert ens.history["epoch"] == list(range(1, training.LOCAL_EPOCHS + 1))
+    again = FlowEnsemble(n_flows=1).fit(
+        data, epochs=training.LOCAL_EPOCHS, checkpoint_dir=tmp_path, **settings
+    )
+    assert again.history["val_loss"] == ens.history["val_loss"]
+
+
 def test_same_seed_is_bit_identical_and_other_seed_is_not():
     data = _small_data()
     kwargs = dict(epochs=2, batch_size=256, seed=7)
