@@ -80,9 +80,9 @@ class TrainingOptions:
         best epoch is chosen by one measure. ``None``: every epoch.
     rv_samples : int
         For a catalogue whose stars lack some radial velocities (and give
-        :func:`~.training.train_flows` their proper motions as ``noisy``): draws per
-        star and step of each missing radial velocity, which is integrated
-        out so that the star's tangential velocity informs the DF (see
+        :func:`~.training.train_flows` their proper motions as ``noisy``):
+        draws per star and step of each missing radial velocity, which is
+        integrated out so that the star's tangential velocity informs the DF (see
         :mod:`gala_deeppotential.sightlines`); 0 leaves such a star to
         inform only the positions' density. With measurement errors the
         draws per star are the larger of this and ``error_samples``.
@@ -94,11 +94,11 @@ class TrainingOptions:
         so that they model the DF :math:`f` itself, smooth across the
         selection's edges, rather than :math:`f S` with its edges. Each
         step then also draws ``selection_draws`` points from every member.
-        ``None`` (the default): only where measurement errors are deconvolved (``noisy``
-        with errors), whose draws of a star's true position cross the
-        selection's edges; there S weights each draw, and the flows do not
-        learn the edge blurred by the errors as part of the DF (see
-        :func:`truncation_for`).
+        ``None`` (the default): only where measurement errors are
+        deconvolved (``noisy`` with errors), whose draws of a star's true
+        position cross the selection's edges; there S weights each draw, and
+        the flows do not learn the edge blurred by the errors as part of the
+        DF (see :func:`truncation_for`).
     selection_draws : int
         Draws per member and step that estimate :math:`\ln \int f S`, a
         multiple of 16 (``flows.ROW_MULTIPLE``).
@@ -120,12 +120,6 @@ class TrainingOptions:
     selection_draws: int = 256
 
     def __post_init__(self) -> None:
-        if self.epochs is not None and (
-            int(self.epochs) != self.epochs or self.epochs < 1
-        ):
-            raise ValueError(
-                f"epochs must be a positive integer or None, got {self.epochs!r}"
-            )
         if not 0 < self.validation_fraction < 1:
             raise ValueError("validation_fraction must lie in (0, 1)")
         if int(self.error_samples) != self.error_samples or self.error_samples < 1:
@@ -141,13 +135,12 @@ class TrainingOptions:
                 "biased far towards the proposal), got "
                 f"{self.rv_samples!r}"
             )
-        if self.error_epochs is not None and (
-            int(self.error_epochs) != self.error_epochs or self.error_epochs < 1
-        ):
-            raise ValueError(
-                "error_epochs must be a positive integer or None, got "
-                f"{self.error_epochs!r}"
-            )
+        for name in ("epochs", "error_epochs"):
+            value = getattr(self, name)
+            if value is not None and (int(value) != value or value < 1):
+                raise ValueError(
+                    f"{name} must be a positive integer or None, got {value!r}"
+                )
         if not self.jitter >= 0:
             raise ValueError(f"jitter must be >= 0, got {self.jitter!r}")
         coerce_fields(self)
@@ -159,8 +152,9 @@ class DFOptions(FlowOptions, TrainingOptions):
 
     The fields of :class:`~gala_deeppotential.df.FlowOptions` and of
     :class:`TrainingOptions`, in one object, as
-    :func:`~.training.fit_distribution_function`, :func:`gala_deeppotential.fit` and
-    ``deep-potential fit --df-options`` take them.
+    :func:`~.training.fit_distribution_function`,
+    :func:`gala_deeppotential.fit` and ``deep-potential fit --df-options``
+    take them.
 
     Examples
     --------
@@ -208,8 +202,8 @@ def truncation_for(options: _Options, noisy: Any, selection: Any) -> _Options:
     """
     if options.truncated is not None:
         return options
-    deconvolved = noisy is not None and bool(getattr(noisy, "has_errors", False))
-    return dataclasses.replace(options, truncated=selection is not None and deconvolved)
+    truncated = selection is not None and _deconvolved(noisy)
+    return dataclasses.replace(options, truncated=truncated)
 
 
 def epochs_for(options: _Options, x: np.ndarray, noisy: Any) -> _Options:
@@ -259,7 +253,11 @@ def epochs_for(options: _Options, x: np.ndarray, noisy: Any) -> _Options:
     """
     if options.epochs is not None:
         return options
-    deconvolved = bool(getattr(noisy, "has_errors", False))
     local = local_center(np.asarray(x, dtype=float)) is not None
-    epochs = LOCAL_EPOCHS if local and not deconvolved else DEFAULT_EPOCHS
+    epochs = LOCAL_EPOCHS if local and not _deconvolved(noisy) else DEFAULT_EPOCHS
     return dataclasses.replace(options, epochs=epochs)
+
+
+def _deconvolved(noisy: Any) -> bool:
+    """Whether the stars' draws deconvolve measurement errors."""
+    return bool(getattr(noisy, "has_errors", False))
