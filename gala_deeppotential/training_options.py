@@ -219,7 +219,7 @@ def epochs_for(options: _Options, x: np.ndarray, noisy: Any) -> _Options:
     Sun 32 epochs took the local density's error from 13% and 9.2% to 8.8%
     and 4.9% (two draws) and halved the error of K_z at 1.1 kpc, whereas on
     a Plummer sphere they sharpened the density and made the forces worse.
-    Through a footprint (|b| > 10°, completeness falling with distance)
+    Through a footprint (:math:`|b| > 10°`, completeness falling with distance)
     they kept the median force error (3.31% against 3.27%) and took the
     local density's from 33% to 9.6%. Where measurement errors are
     deconvolved the flows keep :data:`DEFAULT_EPOCHS`: every epoch on the
