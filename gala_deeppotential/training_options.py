@@ -54,7 +54,8 @@ class TrainingOptions:
         Fraction of the stars held out for early stopping.
     patience : int
         Epochs without improvement before a member stops; training ends
-        when all have stopped.
+        when all have stopped. Not used with the truncated likelihood,
+        whose members keep their final weights.
     clip_norm : float
         Maximum gradient norm, per member.
     jitter : float

@@ -185,6 +185,21 @@ def test_early_stopping_restores_the_best_weights():
     assert all(e < len(history["epoch"]) for e in history["best_epoch"])
 
 
+def test_truncated_likelihood_keeps_the_final_weights():
+    # Its validation loss holds a Monte Carlo ln Z, too noisy to choose
+    # epochs by, so no member stops early or goes back to an earlier epoch.
+    data = _small_data(1000)
+    ensemble = FlowEnsemble(n_flows=2, hidden_features=128).fit(
+        data, epochs=20, batch_size=128, lr=5e-3, patience=1, seed=0, **TRUNCATED
+    )
+    history = ensemble.history
+    assert len(history["epoch"]) == 20
+    assert history["best_epoch"] == [20, 20]
+    # The members overfit 900 stars from epoch 14 on: with patience=1 the
+    # plain rule would have stopped them there.
+    assert (np.diff(history["val_loss"], axis=0) > 0).any()
+
+
 @pytest.mark.parametrize("extra", [{}, {"jitter": 0.1}, TRUNCATED])
 def test_shards_fitted_apart_are_the_members_of_one_fit(extra):
     data = _small_data()
