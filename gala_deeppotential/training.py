@@ -476,18 +476,8 @@ class FlowTrainer:
     def _epoch(self, start: float) -> bool:
         """Train one epoch and validate; return False if the budget ran out."""
         device = self.s_train.device
-        n_train = len(self.s_train)
-        order = torch.stack(
-            [torch.randperm(n_train, generator=g) for g in self.generators]
-        ).to(device)
         jitter = self.settings["jitter"] if self.stars is None else 0.0
-        if jitter:
-            # One draw per member and epoch, from the member's own stream,
-            # moved once: the members stay independent and reproducible.
-            noise = torch.stack(
-                [torch.randn(self.s_train.shape, generator=g) for g in self.generators]
-            ).to(device)
-            noise *= jitter
+        order, noise = _epoch_draws(self.generators, self.s_train, jitter)
         error_epochs = self.settings["error_epochs"]
         deconvolve = (
             error_epochs is None or self.epoch >= self.settings["epochs"] - error_epochs
@@ -605,6 +595,23 @@ class FlowTrainer:
         self.ensemble.flow = self.flow
         self.ensemble.standardizer = self.scaler
         self.ensemble.history = self.history
+
+
+def _epoch_draws(
+    generators: list[torch.Generator], s_train: torch.Tensor, jitter: float
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Each member's batch order for one epoch and, with ``jitter``, its noise.
+
+    One draw per member and epoch, from the member's own stream, moved to the
+    device once: the members stay independent and reproducible.
+    """
+    order = torch.stack(
+        [torch.randperm(len(s_train), generator=g) for g in generators]
+    ).to(s_train.device)
+    if not jitter:
+        return order, None
+    noise = torch.stack([torch.randn(s_train.shape, generator=g) for g in generators])
+    return order, noise.to(s_train.device) * jitter
 
 
 def _clip_per_member(flow: torch.nn.Module, clip_norm: float) -> None:
