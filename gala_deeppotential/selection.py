@@ -93,6 +93,17 @@ class SelectionFunction:
         """
         raise NotImplementedError
 
+    @property
+    def is_distance_limit(self) -> bool:
+        """Whether :math:`S` is one within a distance limit and zero beyond:
+        a sphere about the observer, with no footprint and no completeness.
+
+        The automatic choice of the truncated likelihood reads it (see
+        :func:`~gala_deeppotential.training_options.truncation_for`). False
+        for a selection of unknown form.
+        """
+        return False
+
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary for the fit's report."""
         return {"kind": type(self).__name__}
@@ -182,6 +193,13 @@ class SkySelection(SelectionFunction):
         if completeness is not None and not callable(completeness):
             raise TypeError("completeness must be a function of distance")
         self._completeness = completeness
+
+    @property
+    def is_distance_limit(self) -> bool:
+        full_sky = self.mask is None or bool(np.all(self.mask == 1))
+        return (
+            self.distance_limit is not None and full_sky and self._completeness is None
+        )
 
     def completeness(self, distance, lon, lat) -> np.ndarray:
         S = np.ones(np.shape(distance))
@@ -339,6 +357,11 @@ class BoundSelection:
             return None
         radius = float(u.Quantity(limit).to_value(u.kpc)) / self.to_kpc
         return BallMap(self.sky.offset / self.to_kpc, radius)
+
+    @property
+    def is_distance_limit(self) -> bool:
+        """The selection's :attr:`SelectionFunction.is_distance_limit`."""
+        return self.selection.is_distance_limit
 
     def interior(self, x: np.ndarray) -> np.ndarray:
         """Whether each position lies at least :attr:`margin` inside the selection.

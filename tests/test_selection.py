@@ -64,6 +64,26 @@ def test_callable_selection_agrees_with_sky_selection():
         as_selection(3.0)
 
 
+def test_only_a_full_sky_distance_limit_is_a_distance_limit():
+    rng = np.random.default_rng(1)
+    x = around_sun(rng.uniform(0.1, 1.4, 50), rng, 50)
+    limit = RADIUS * u.kpc
+    footprint = np.ones(12 * 4**2)
+    assert SkySelection(distance_limit=limit).is_distance_limit
+    assert SkySelection(footprint, distance_limit=limit).is_distance_limit
+    assert SkySelection(distance_limit=limit).bind(None, u.kpc, x).is_distance_limit
+    footprint[0] = 0.0
+    for shaped in (
+        SkySelection(footprint, distance_limit=limit),
+        SkySelection(distance_limit=limit, completeness=completeness),
+        SkySelection(completeness=completeness),
+        SkySelection(),
+        CallableSelection(lambda c: np.ones(len(c))),
+    ):
+        assert not shaped.is_distance_limit
+        assert not shaped.bind(None, u.kpc, x).is_distance_limit
+
+
 def test_interior_keeps_a_margin_from_the_edge():
     rng = np.random.default_rng(1)
     sel = SkySelection(distance_limit=RADIUS * u.kpc, margin=MARGIN)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import astropy.units as u
 import numpy as np
 import pytest
 import torch
@@ -12,6 +13,7 @@ from gala_deeppotential import training
 from gala_deeppotential.ball_map import BallMap
 from gala_deeppotential.df import MIN_STARS, FlowEnsemble
 from gala_deeppotential.mocks import PlummerTruth
+from gala_deeppotential.selection import SkySelection
 from gala_deeppotential.training import DFOptions, TrainingOptions
 
 
@@ -39,17 +41,27 @@ class _Draws:
         self.has_errors = has_errors
 
 
+_SPHERE = SkySelection(distance_limit=1.5 * u.kpc)
+_FADING = SkySelection(distance_limit=1.5 * u.kpc, completeness=lambda d: 1 / (1 + d))
+
+
 @pytest.mark.parametrize(
     "noisy, selection, expected",
     [
         (None, None, False),
-        (None, _within_two, False),  # exact positions: the plain likelihood
-        (_Draws(False), _within_two, False),  # missing radial velocities only
         (_Draws(True), None, False),  # errors without a selection
-        (_Draws(True), _within_two, True),  # errors through a selection
+        # A distance limit alone: truncated only for deconvolved errors.
+        (None, _SPHERE, False),
+        (_Draws(False), _SPHERE, False),  # missing radial velocities only
+        (_Draws(True), _SPHERE, True),
+        # Any other selection: truncated.
+        (None, _FADING, True),
+        (_Draws(False), _FADING, True),
+        (_Draws(True), _FADING, True),
+        (None, _within_two, True),  # a function of unknown form
     ],
 )
-def test_truncation_is_automatic_only_for_errors_through_a_selection(
+def test_truncation_is_automatic_for_a_shaped_selection_or_errors(
     noisy, selection, expected
 ):
     options = training.truncation_for(DFOptions(), noisy, selection)
