@@ -10,7 +10,9 @@ object with a section per source of DF gradients:
   points drawn from the truth (``fit_potential(pattern_speed="fit")``): the
   floor set by the Φ fit alone, and this run's baseline timing;
 * ``flow``: the whole default pipeline, ``gala_deeppotential.fit`` on the
-  stars with ``pattern_speed="fit"`` (``--pattern-speed`` changes it: a
+  stars with ``pattern_speed="fit"``, which here measures Ω_p from the
+  stars' continuity equation and fits Φ in that frame
+  (``--pattern-speed`` changes it: ``joint`` fits Ω_p together with Φ, a
   number in km/s/kpc gives it, ``none`` fits a static potential).
 
 Each section has ``omega_rel_err`` (|ΔΩ_p|/Ω_p, where Ω_p was fitted),
@@ -74,8 +76,8 @@ def _scores(truth: BarDF, net, x_test: np.ndarray) -> dict:
 
 
 def _pattern_speed(text: str):
-    if text in ("fit", "none"):
-        return None if text == "none" else "fit"
+    if text in ("fit", "continuity", "joint", "none"):
+        return None if text == "none" else text
     return float(text) * u.km / u.s / u.kpc
 
 
@@ -90,7 +92,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--pattern-speed",
         default="fit",
-        help="the flow section's pattern_speed: 'fit', 'none' or km/s/kpc",
+        help="the flow section's pattern_speed: 'fit', 'continuity', 'joint', "
+        "'none' or km/s/kpc",
     )
     parser.add_argument("--df-options", default="{}", help="JSON DFOptions fields")
     parser.add_argument("--save", default=None, help="YAML of the flow's potential")

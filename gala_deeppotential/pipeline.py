@@ -27,6 +27,7 @@ import torch
 from gala.units import DimensionlessUnitSystem, UnitSystem, galactic
 
 from . import io
+from .continuity import continuity_pattern_speed
 from .deconvolution import NoisyAstrometry, star_draws
 from .df import MIN_STARS, FlowEnsemble
 from .gala_potential import DeepPotential
@@ -149,17 +150,23 @@ def fit(
         whenever the catalogue has error columns; ``False`` treats the
         measurements as exact; ``True`` insists, and refuses a catalogue
         without them.
-    pattern_speed : :class:`~astropy.units.Quantity` [frequency] or "fit", optional
+    pattern_speed : :class:`~astropy.units.Quantity` [frequency] or str, optional
         For a system that is stationary in a frame rotating about the
         Galactocentric z axis (a bar): its pattern speed :math:`\Omega_p`
         (e.g. ``40 * u.km / u.s / u.kpc``; positive is counterclockwise seen
         from the north Galactic pole, so the Milky Way's bar, which turns
         with the disc, has a negative one in astropy's Galactocentric
-        frame), or ``"fit"`` to fit it together with :math:`\Phi` (see
-        :func:`~gala_deeppotential.fit_potential`). The potential then
-        carries it (:attr:`DeepPotential.pattern_speed
+        frame), or how to find it: ``"continuity"`` measures it from the
+        stars' continuity equation before Φ is fitted in that frame
+        (:func:`~gala_deeppotential.continuity.continuity_pattern_speed`;
+        the whole system, no selection function, errors or missing radial
+        velocities), ``"joint"`` fits it together with :math:`\Phi` (see
+        :func:`~gala_deeppotential.fit_potential`), and ``"fit"`` does the
+        first where the catalogue allows and the second otherwise. The
+        potential then carries it (:attr:`DeepPotential.pattern_speed
         <gala_deeppotential.DeepPotential.pattern_speed>`), and the report
-        gives it. ``None`` (default): a static potential.
+        gives it, with the measurement's uncertainty. ``None`` (default): a
+        static potential.
     seed : int
         Seed of both fits; with the same ``threads`` on the CPU a fit is
         reproducible bit for bit.
@@ -243,8 +250,8 @@ def fit(
     draws = _star_draws(data, errors, df_options.rv_samples)
     bound = _bind_selection(selection, data, exact=not (draws and draws.has_errors))
     df_options = _df_options_for(df_options, data, draws, bound)
-    omega = _plain_pattern_speed(pattern_speed, units)
-    stages = _stages(df_options, potential_options, seed, bound, draws, omega)
+    omega, rotation = _resolve_pattern_speed(pattern_speed, units, data, bound, draws)
+    stages = _stages(df_options, potential_options, seed, bound, draws, rotation)
     truncated = bound is not None and df_options.truncated
     run = {"seed": seed, "threads": threads, "progress": progress}
     folder = None if checkpoint_dir is None else Path(checkpoint_dir)
@@ -350,16 +357,15 @@ def _stages(
     seed: int,
     bound: BoundSelection | None,
     draws: NoisyAstrometry | MissingRadialVelocities | None,
-    pattern_speed: float | str | None = None,
+    rotation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON-able settings of the two fits, as the checkpoints record them."""
     stages = {
         "df_options": options_dict(df_options),
         "potential_options": options_dict(potential_options),
         "seed": seed,
+        **(rotation or {}),
     }
-    if pattern_speed is not None:
-        stages["pattern_speed"] = pattern_speed
     if bound is not None:
         stages["selection"] = bound.describe()
     if draws is not None and draws.has_errors:
@@ -370,8 +376,18 @@ def _stages(
     return stages
 
 
+#: The words ``pattern_speed`` takes, besides a number.
+PATTERN_SPEED_METHODS = ("fit", "continuity", "joint")
+
+
 def _plain_pattern_speed(pattern_speed: Any, units: UnitSystem) -> float | str | None:
-    """A pattern speed as a number in ``units`` (or ``"fit"``, or None)."""
+    """A pattern speed as a number in ``units`` (or one of
+    :data:`PATTERN_SPEED_METHODS`, or None)."""
+    if isinstance(pattern_speed, str) and pattern_speed not in PATTERN_SPEED_METHODS:
+        raise ValueError(
+            f"pattern_speed must be a Quantity or one of {PATTERN_SPEED_METHODS}, "
+            f"got {pattern_speed!r}"
+        )
     if pattern_speed is None or isinstance(pattern_speed, str):
         return pattern_speed
     if not isinstance(pattern_speed, u.Quantity):
@@ -388,6 +404,44 @@ def _plain_pattern_speed(pattern_speed: Any, units: UnitSystem) -> float | str |
             "pattern_speed must have units of frequency (e.g. km / s / kpc), "
             f"got {pattern_speed.unit}"
         ) from None
+
+
+def _resolve_pattern_speed(
+    pattern_speed: Any,
+    units: UnitSystem,
+    data: PhaseSpaceData,
+    bound: BoundSelection | None,
+    draws: NoisyAstrometry | MissingRadialVelocities | None,
+) -> tuple[float | str | None, dict[str, Any]]:
+    """What the Φ fit takes for ``pattern_speed``, and how the record names it.
+
+    ``"continuity"`` measures Ω_p from the stars
+    (:func:`~gala_deeppotential.continuity.continuity_pattern_speed`) and the
+    Φ fit keeps it; ``"joint"`` becomes the Φ fit's ``"fit"``, Ω_p fitted
+    with Φ; ``"fit"`` is the first where the catalogue allows it (the whole
+    system, every star with exact positions and velocities), else the second.
+    The record calls the joint fit ``"joint"``, as the caller does, and keeps
+    a measurement with its uncertainty.
+    """
+    omega = _plain_pattern_speed(pattern_speed, units)
+    if not isinstance(omega, str):
+        return omega, {} if omega is None else {"pattern_speed": omega}
+    complete = bound is None and draws is None
+    if omega == "joint" or (omega == "fit" and not complete):
+        return "fit", {"pattern_speed": "joint"}
+    if not complete:
+        raise ValueError(
+            "pattern_speed='continuity' measures Omega_p from every star's "
+            "exact position and velocity over the whole system, but this "
+            "catalogue has a selection function, measurement errors or missing "
+            "radial velocities: use pattern_speed='joint' (fitted with the "
+            "potential) or give it as a Quantity"
+        )
+    measurement = continuity_pattern_speed(data.x, data.v)
+    return measurement.value, {
+        "pattern_speed": measurement.value,
+        "pattern_speed_measurement": measurement.to_dict(),
+    }
 
 
 def _bind_selection(

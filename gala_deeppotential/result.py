@@ -172,8 +172,12 @@ class FitResult:
             ``potential`` (``steps``, first and best ``val_loss``,
             ``restarts``, ``wall_s``, ``data_radius`` [length unit],
             ``network``: the Φ network's architecture and inputs,
-            ``pattern_speed`` [1 / time unit]: :math:`\Omega_p`, given or
-            fitted, or None for a static potential);
+            ``pattern_speed`` [1 / time unit]: :math:`\Omega_p`, given,
+            measured or fitted, or None for a static potential;
+            ``pattern_speed_measurement``: how it was measured from the stars,
+            with its ``uncertainty`` (see
+            :func:`~gala_deeppotential.continuity.continuity_pattern_speed`),
+            or None);
             ``virial`` (the calibration's record, see
             :func:`~gala_deeppotential.virial.calibrate`; empty when it was
             turned off); ``survey`` (``stars_for_positions`` and
@@ -224,6 +228,9 @@ class FitResult:
                 "data_radius": self.potential_fit.data_radius,
                 "network": dict(self.potential_fit.net.config),
                 "pattern_speed": self.potential_fit.net.pattern_speed,
+                "pattern_speed_measurement": self.config.get(
+                    "pattern_speed_measurement"
+                ),
             },
             "virial": self.potential_fit.virial,
             "survey": self._survey(),

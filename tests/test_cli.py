@@ -180,10 +180,10 @@ def test_fit_with_a_pattern_speed(catalogue, tmp_path, capsys):
     pot = gp.load(out)
     assert pot.pattern_speed.to_value(u.km / u.s / u.kpc) == pytest.approx(-30)
     fitted = tmp_path / "fitted.yml"
-    assert main([*argv, "-o", str(fitted), "--pattern-speed", "fit", *quiet]) == 0
-    assert "pattern speed fitted as" in capsys.readouterr().out
+    assert main([*argv, "-o", str(fitted), "--pattern-speed", "joint", *quiet]) == 0
+    assert "pattern speed fitted with the potential as" in capsys.readouterr().out
     record = json.loads(fitted.with_suffix(".json").read_text())
-    assert record["config"]["pattern_speed"] == "fit"
+    assert record["config"]["pattern_speed"] == "joint"
     assert np.isfinite(record["report"]["potential"]["pattern_speed"])
 
 
@@ -264,7 +264,7 @@ def test_compare_prints_the_numbers_of_compare_potentials(model, tmp_path, capsy
         ),
         (
             ["fit", "{catalogue}", "-o", "{out}/m.yml", "--pattern-speed", "fast"],
-            "number in km/s/kpc or 'fit'",
+            "number in km/s/kpc, 'fit', 'continuity'",
         ),
         (["compare", "{out}/none.yml", "--m", "1", "--b", "1"], "no model at"),
         (["compare", "{model}"], "give the Plummer sphere's --m"),

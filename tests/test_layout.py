@@ -27,6 +27,8 @@ LAYERS = {
     "tables": 0,
     "radial_map": 0,
     "ball_map": 0,
+    "continuity": 0,
+    "summary": 1,
     "phasespace": 1,
     "standardizer": 1,
     "flows": 1,
