@@ -11,6 +11,7 @@ from gala_deeppotential.continuity import continuity_pattern_speed
 from gala_deeppotential.mocks import BarDF, barred_galaxy_potential
 from gala_deeppotential.pipeline import _resolve_pattern_speed
 from gala_deeppotential.selection import SkySelection
+from gala_deeppotential.summary import fit_summary
 
 OMEGA = 40 * u.km / u.s / u.kpc
 N_STARS = 2**14
@@ -104,9 +105,16 @@ def test_fit_measures_the_pattern_speed_and_keeps_it(bar, stars):
     record = report["pattern_speed_measurement"]
     assert record["uncertainty"] == pytest.approx(measured.uncertainty)
     assert result.config["pattern_speed"] == pytest.approx(measured.value)
+    km_s_kpc = record["value"] * (1 / u.Myr).to_value(u.km / u.s / u.kpc)
     assert result.potential.pattern_speed.to_value(u.km / u.s / u.kpc) == (
-        pytest.approx(record["value"] * (1 / u.Myr).to_value(u.km / u.s / u.kpc))
+        pytest.approx(km_s_kpc)
     )
+    # The command line's summary says how it was found, with the uncertainty.
+    sigma = record["uncertainty"] * (1 / u.Myr).to_value(u.km / u.s / u.kpc)
+    assert (
+        "pattern speed measured from the stars' continuity equation as "
+        f"{km_s_kpc:.4g} km/s/kpc +- {sigma:.4g} km/s/kpc"
+    ) in fit_summary(result.report(n_points=256), seconds=1.0)
 
 
 def test_the_joint_fit_is_what_a_selection_leaves(bar, stars):
