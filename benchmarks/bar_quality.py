@@ -42,7 +42,7 @@ import torch
 from machine import finish
 
 from gala_deeppotential.mocks import BarDF, barred_galaxy_potential
-from gala_deeppotential.pipeline import fit
+from gala_deeppotential.pipeline import PATTERN_SPEED_METHODS, fit
 from gala_deeppotential.potential import fit_potential
 
 PATTERN_SPEED = 40 * u.km / u.s / u.kpc
@@ -76,8 +76,10 @@ def _scores(truth: BarDF, net, x_test: np.ndarray) -> dict:
 
 
 def _pattern_speed(text: str):
-    if text in ("fit", "continuity", "joint", "none"):
-        return None if text == "none" else text
+    if text == "none":
+        return None
+    if text in PATTERN_SPEED_METHODS:
+        return text
     return float(text) * u.km / u.s / u.kpc
 
 

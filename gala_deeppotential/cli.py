@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .df import DEFAULT_N_FLOWS
+from .pipeline import PATTERN_SPEED_METHODS
 from .summary import fit_summary
 
 #: Unit systems the command line knows by name.
@@ -126,15 +127,16 @@ def _fit_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _pattern_speed(text: str | None, units: str) -> Any:
     """--pattern-speed as a Quantity in km/s/kpc (a plain number when
-    dimensionless), ``"fit"``, ``"continuity"``, ``"joint"`` or None."""
-    if text is None or text in ("fit", "continuity", "joint"):
+    dimensionless), one of ``PATTERN_SPEED_METHODS`` or None."""
+    if text is None or text in PATTERN_SPEED_METHODS:
         return text
     try:
         value = float(text)
     except ValueError:
+        *first, last = (repr(word) for word in PATTERN_SPEED_METHODS)
         raise ValueError(
-            "--pattern-speed takes a number in km/s/kpc, 'fit', 'continuity' "
-            f"or 'joint', got {text!r}"
+            f"--pattern-speed takes a number in km/s/kpc, {', '.join(first)} "
+            f"or {last}, got {text!r}"
         ) from None
     if units == "dimensionless":
         return value

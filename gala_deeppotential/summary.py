@@ -6,6 +6,10 @@ __all__ = ["fit_summary"]
 
 from typing import Any
 
+import astropy.units as u
+
+from .io import units_from_json
+
 
 def fit_summary(report: dict[str, Any], seconds: float) -> str:
     """The lines ``deep-potential fit`` prints: the fit, the calibration, warnings."""
@@ -66,11 +70,6 @@ def _km_s_kpc(omega: float, report: dict[str, Any]) -> str:
     units = report["units"]
     if units is None:
         return f"{omega:.4g} (dimensionless)"
-    # astropy is imported here so that the command line starts fast.
-    import astropy.units as u
-
-    from .io import units_from_json
-
     time = units_from_json(units)["time"]
     return f"{(omega / time).to_value(u.km / u.s / u.kpc):.4g} km/s/kpc"
 
