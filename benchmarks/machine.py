@@ -3,7 +3,15 @@ truth's stars, and what they record about the machine and the moment they ran.""
 
 from __future__ import annotations
 
-__all__ = ["QUICK", "begin", "describe", "finish", "fit_stars", "quick_options"]
+__all__ = [
+    "QUICK",
+    "begin",
+    "describe",
+    "finish",
+    "fit_stars",
+    "median_over_runs",
+    "quick_options",
+]
 
 import json
 import os
@@ -71,6 +79,26 @@ def fit_stars(
             progress=False,
             checkpoint_dir=checkpoint_dir,
         )
+
+
+def median_over_runs(runs: list[dict], seeds: list[int], keys=None) -> dict:
+    """One section from its runs on several seeds (fresh draws).
+
+    Each figure (``keys``, or every number that all runs hold) is the
+    median over the runs; ``seeds`` and the ``runs`` themselves follow.
+    """
+    if keys is None:
+        keys = [
+            key
+            for key, value in runs[0].items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        ]
+    medians = {
+        key: float(np.median([run[key] for run in runs if key in run]))
+        for key in keys
+        if all(key in run for run in runs)
+    }
+    return {**medians, "seeds": list(seeds), "runs": runs}
 
 
 def describe(load_before: tuple[float, float, float]) -> dict:

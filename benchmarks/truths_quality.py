@@ -60,7 +60,7 @@ import astropy.units as u
 import numpy as np
 from gala.potential import HernquistPotential, PlummerPotential, PotentialBase
 from gala.units import galactic
-from machine import begin, finish, fit_stars, quick_options
+from machine import begin, finish, fit_stars, median_over_runs, quick_options
 
 from gala_deeppotential.compare import compare_potentials
 from gala_deeppotential.gala_potential import DeepPotential
@@ -228,15 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
         if name == "plummer":
             seeds = [int(s) for s in args.seeds.split(",")]
             runs = [_run(name, s, args, df_options, phi_options) for s in seeds]
-            result[name] = {
-                **{
-                    key: float(np.median([r[key] for r in runs if key in r]))
-                    for key in FIGURES
-                    if any(key in r for r in runs)
-                },
-                "seeds": seeds,
-                "runs": runs,
-            }
+            result[name] = median_over_runs(runs, seeds, FIGURES)
         else:
             result[name] = _run(name, args.seed, args, df_options, phi_options)
     plummer = result.get("plummer", {}).get("acc_rel_err_median")

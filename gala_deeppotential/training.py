@@ -254,7 +254,10 @@ def train_flows(
         If the loss becomes NaN or infinite (lower ``lr``).
     """
     options = truncation_for(
-        resolve_options(TrainingOptions, options, **overrides), noisy, selection
+        resolve_options(TrainingOptions, options, **overrides),
+        noisy,
+        selection,
+        ball_map=ensemble.options.ball_map,
     )
     y = phase_space_tensor(data, missing_velocities=True)
     options = epochs_for(options, y[:, :3].numpy(), noisy)

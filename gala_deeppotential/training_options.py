@@ -172,35 +172,42 @@ class DFOptions(FlowOptions, TrainingOptions):
 _Options = TypeVar("_Options", bound=TrainingOptions)
 
 
-def truncation_for(options: _Options, noisy: Any, selection: Any) -> _Options:
+def truncation_for(
+    options: _Options, noisy: Any, selection: Any, *, ball_map: bool | None = None
+) -> _Options:
     """``options`` with ``truncated`` decided: ``None`` becomes a bool.
 
-    The automatic choice fits the truncated likelihood where a selection
-    function is given and either it is more than a distance limit (a
-    footprint, a completeness, or a function of unknown form) or
-    measurement errors are deconvolved. Without truncation the flows learn
-    the observed DF with its edges and holes, and their gradients ring
-    where the footprint cuts the volume; with errors a star's draws reach
-    past the selection's edges, and weighting each by :math:`S` keeps the
-    edge, blurred by the errors, out of the DF. On a local volume with
-    Gaia-like errors this took the median force error from 3.3% to 2.8%
-    and the local density's from 21% to 4%; through a footprint with a
-    completeness falling with distance, the force error from 3.3% to
-    2.0%. For exact positions within a distance limit alone it stays off
-    unless asked for: there it measured better on two draws (2.26% and
-    1.56% against 2.41% and 2.11%) for a third more time, but worse with
-    70% of the radial velocities missing (3.07% against 2.37%).
+    The automatic choice fits the truncated likelihood wherever a selection
+    function is given, with two exceptions for a distance limit alone:
+    positions mapped through a ball (``ball_map``, which needs the flows to
+    stop at the edge), and stars with missing radial velocities but exact
+    astrometry. Without truncation the flows learn the observed DF with its
+    edges and holes, and their gradients ring where the footprint cuts the
+    volume; with errors a star's draws reach past the selection's edges,
+    and weighting each by :math:`S` keeps the edge, blurred by the errors,
+    out of the DF. On a local volume with Gaia-like errors this took the
+    median force error from 3.3% to 2.8% and the local density's from 21%
+    to 4%; through a footprint with a completeness falling with distance,
+    the force error from 3.3% to 2.0%. For exact 6D stars within a distance
+    limit it measured better on three draws (2.26%, 1.56% and 1.72%
+    against 2.41%, 2.11% and 2.00%) for a third more time, but worse with
+    70% of the radial velocities missing (3.07% against 2.37%), where it
+    stays off unless asked for.
 
     Parameters
     ----------
     options : :class:`TrainingOptions` or :class:`DFOptions`
     noisy : NoisyAstrometry, MissingRadialVelocities or None
         The stars' draws, as :func:`~.training.train_flows` takes them;
-        only their ``has_errors`` is read.
+        None for exact 6D stars, else only their ``has_errors`` is read.
     selection : callable or None
         The selection function, as :func:`~.training.train_flows` takes it,
         or the :class:`~gala_deeppotential.selection.BoundSelection` it
         comes from; its ``is_distance_limit`` is read where it has one.
+    ball_map : bool, optional
+        Whether the flows map positions through a ball (see
+        :class:`~gala_deeppotential.df.FlowOptions`); by default
+        ``options.ball_map`` where it has one, else False.
 
     Returns
     -------
@@ -214,8 +221,14 @@ def truncation_for(options: _Options, noisy: Any, selection: Any) -> _Options:
     """
     if options.truncated is not None:
         return options
-    shaped = not getattr(selection, "is_distance_limit", False)
-    truncated = selection is not None and (shaped or _deconvolved(noisy))
+    if ball_map is None:
+        ball_map = bool(getattr(options, "ball_map", False))
+    if selection is None:
+        truncated = False
+    elif _deconvolved(noisy) or not getattr(selection, "is_distance_limit", False):
+        truncated = True
+    else:
+        truncated = noisy is None and not ball_map
     return dataclasses.replace(options, truncated=truncated)
 
 

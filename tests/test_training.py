@@ -50,8 +50,9 @@ _FADING = SkySelection(distance_limit=1.5 * u.kpc, completeness=lambda d: 1 / (1
     [
         (None, None, False),
         (_Draws(True), None, False),  # errors without a selection
-        # A distance limit alone: truncated only for deconvolved errors.
-        (None, _SPHERE, False),
+        # A distance limit alone: truncated for exact 6D stars or deconvolved
+        # errors, not for missing radial velocities alone.
+        (None, _SPHERE, True),
         (_Draws(False), _SPHERE, False),  # missing radial velocities only
         (_Draws(True), _SPHERE, True),
         # Any other selection: truncated.
@@ -70,6 +71,18 @@ def test_truncation_is_automatic_for_a_shaped_selection_or_errors(
     for given in (False, True):
         chosen = DFOptions(truncated=given)
         assert training.truncation_for(chosen, noisy, selection).truncated is given
+
+
+def test_automatic_truncation_leaves_a_ball_map_untruncated():
+    # Mapping positions through the ball needs the DF to stop at its edge.
+    for options in (DFOptions(ball_map=True), TrainingOptions()):
+        resolved = training.truncation_for(options, None, _SPHERE, ball_map=True)
+        assert resolved.truncated is False
+    assert (
+        training.truncation_for(DFOptions(ball_map=True), None, _SPHERE).truncated
+        is False
+    )
+    assert training.truncation_for(DFOptions(), None, _SPHERE).truncated is True
 
 
 def test_automatic_truncation_is_recorded_resolved(tmp_path):
