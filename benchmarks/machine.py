@@ -6,6 +6,7 @@ from __future__ import annotations
 __all__ = [
     "QUICK",
     "begin",
+    "cached",
     "describe",
     "finish",
     "fit_stars",
@@ -99,6 +100,40 @@ def median_over_runs(runs: list[dict], seeds: list[int], keys=None) -> dict:
         if all(key in run for run in runs)
     }
     return {**medians, "seeds": list(seeds), "runs": runs}
+
+
+def cached(path: str | None, key: dict, compute) -> dict:
+    """A section's figures: read from ``path`` if an earlier run wrote them
+    there with the same ``key``, else ``compute()`` and written there.
+
+    A long benchmark split over several runs (one per session, say) keeps
+    each finished section this way; the file also records when it was
+    measured and the load average around it. ``path`` None computes.
+    A file written with another ``key`` (other options, stars or seed) is
+    refused rather than mixed in.
+    """
+    if path is None:
+        return compute()
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as stream:
+            stored = json.load(stream)
+        if stored["key"] != json.loads(json.dumps(key)):
+            raise ValueError(
+                f"{path} holds a section measured with {stored['key']}, not "
+                f"{key}; give another --save folder or delete the file"
+            )
+        return stored["section"]
+    load_before = os.getloadavg()
+    section = compute()
+    record = {"key": key, "section": section, "measured": describe(load_before)}
+    with open(path, "w", encoding="utf-8") as stream:
+        json.dump(record, stream, indent=2, default=_plain)
+    return json.loads(json.dumps(section, default=_plain))
+
+
+def _plain(value):
+    """JSON for numpy's scalars and arrays; text for anything else."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def describe(load_before: tuple[float, float, float]) -> dict:

@@ -29,7 +29,11 @@ force errors, K_z at |z| = 1.1 kpc (``kz_1p1_rel_err``), the local density,
 the Oort constants; and ``wall_s``. With several ``--seeds`` (fresh draws
 of the catalogue and of the scoring stars) each figure is the median over
 them, and the section keeps each draw's under ``runs``. ``acceptance``
-checks the targets (the walls: every draw's).
+checks the targets (the walls: every draw's). With ``--save DIR`` the
+fitted potentials and each finished section's figures are written to DIR
+(``DIR/seedN`` with several seeds), and a run given the same DIR and
+options reuses the sections found there: a long run can be stopped and
+continued.
 
 Usage::
 
@@ -37,6 +41,7 @@ Usage::
     python benchmarks/survey_quality.py --sections exact,ideal
     python benchmarks/survey_quality.py --quick                # smoke sizes
     python benchmarks/survey_quality.py --sections ideal --seeds 0,1,2  # medians
+    python benchmarks/survey_quality.py --seeds 0,1,2 --save runs/survey  # resumable
     python benchmarks/survey_quality.py --sections ideal --df-options '{"epochs": 24}'
 """
 
@@ -51,7 +56,7 @@ import warnings
 import astropy.units as u
 import numpy as np
 import torch
-from machine import finish, median_over_runs
+from machine import cached, finish, median_over_runs
 
 from gala_deeppotential.gala_potential import DeepPotential
 from gala_deeppotential.healpix import ang2pix
@@ -220,104 +225,109 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _sections(truth, args, options: dict, seed: int, n_exact: int, save) -> dict:
     """Every asked-for section on the draw ``seed``; ``_potential`` holds the
-    last section's fitted potential (for the figure)."""
-    sections = args.sections
+    last fitted potential (for the figure). With ``save``, each finished
+    section's figures are kept there (``<name>.section.json``) and a later
+    run with the same folder and options reuses them."""
     if save is not None:
         os.makedirs(save, exist_ok=True)
 
-    def saved(name: str):
-        return None if save is None else os.path.join(save, f"{name}.yml")
+    def saved(name: str, suffix: str = "yml"):
+        return None if save is None else os.path.join(save, f"{name}.{suffix}")
 
     volume = SkySelection(distance_limit=RADIUS)
+    fitted_potentials: list = []
+
+    def fitted(name: str, catalogue, selection, errors=None, keep=True):
+        result, wall = run_fit(
+            catalogue, selection, options, seed, errors=errors, save=saved(name)
+        )
+        if keep:
+            fitted_potentials.append(result.potential)
+        return result, wall
+
+    def exact() -> dict:
+        start = time.perf_counter()
+        x, v = draw(truth, n_exact, seed)
+        points = DFGradients(x, v, *truth.grad_log_f(x, v))
+        phi = fit_potential(
+            points,
+            options.get("potential_options"),
+            seed=seed,
+            device=args.device,
+            progress=False,
+            selection=volume.bind(None, u.kpc, x),
+        )
+        pot = DeepPotential.from_fit(phi, units=truth.units)
+        fitted_potentials.append(pot)
+        wall = time.perf_counter() - start
+        return {**score(pot, truth, x_test), "wall_s": wall}
+
+    def complete(name: str, catalogue) -> dict:
+        result, wall = fitted(name, catalogue, volume)
+        return {
+            **score(result.potential, truth, x_test),
+            "wall_s": wall,
+            "report": result.report(),
+        }
+
+    def errors() -> dict:
+        catalogue = mock_gaia_catalogue(x, v, errors=GaiaErrorModel(), seed=seed)
+        # Taken as exact, the stars measured beyond the limit cannot be in
+        # the volume: a fit without deconvolution drops them.
+        parallax = u.Quantity(catalogue["parallax"]).to_value(u.mas)
+        seen = parallax > 1 / RADIUS.to_value(u.kpc)
+        plain, plain_wall = fitted(
+            "errors_without_deconvolution",
+            catalogue[seen],
+            volume,
+            errors=False,
+            keep=False,
+        )
+        without = score(plain.potential, truth, x_test)
+        out = complete("errors", catalogue)
+        out["acc_rel_err_median_without_deconvolution"] = without["acc_rel_err_median"]
+        out["without_deconvolution"] = {**without, "wall_s": plain_wall}
+        return out
+
+    def selected() -> dict:
+        selection = footprint_selection()
+        xs, vs = draw(truth, args.n_stars, seed, selection)
+        result, wall = fitted(
+            "selection", mock_gaia_catalogue(xs, vs, errors=None), selection
+        )
+        return {
+            **score(result.potential, truth, held_out(truth, seed, selection)),
+            "wall_s": wall,
+            "report": result.report(),
+        }
+
+    x_test = held_out(truth, seed)
+    x, v = draw(truth, args.n_stars, seed)
+    compute = {
+        "exact": exact,
+        "ideal": lambda: complete("ideal", mock_gaia_catalogue(x, v, errors=None)),
+        "rv30": lambda: complete(
+            "rv30",
+            mock_gaia_catalogue(x, v, errors=None, rv_fraction=0.3, seed=seed),
+        ),
+        "errors": errors,
+        "selection": selected,
+    }
+    key = {
+        "seed": seed,
+        "n_stars": args.n_stars,
+        "n_exact": n_exact,
+        "options": {k: options.get(k) for k in ("df_options", "potential_options")},
+    }
     result: dict = {}
-    pot = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the skipped calibration warns
-        x_test = held_out(truth, seed)
-        if "exact" in sections:
-            start = time.perf_counter()
-            x, v = draw(truth, n_exact, seed)
-            points = DFGradients(x, v, *truth.grad_log_f(x, v))
-            bound = volume.bind(None, u.kpc, x)
-            phi = fit_potential(
-                points,
-                options.get("potential_options"),
-                seed=seed,
-                device=args.device,
-                progress=False,
-                selection=bound,
-            )
-            pot = DeepPotential.from_fit(phi, units=truth.units)
-            result["exact"] = {
-                **score(pot, truth, x_test),
-                "wall_s": time.perf_counter() - start,
-            }
-        x, v = draw(truth, args.n_stars, seed)
-        cases = {
-            "ideal": (mock_gaia_catalogue(x, v, errors=None), volume),
-            "rv30": (
-                mock_gaia_catalogue(x, v, errors=None, rv_fraction=0.3, seed=seed),
-                volume,
-            ),
-        }
-        for name in ("ideal", "rv30"):
-            if name in sections:
-                catalogue, selection = cases[name]
-                fitted, wall = run_fit(
-                    catalogue, selection, options, seed, save=saved(name)
+        for name in SECTIONS:
+            if name in args.sections:
+                result[name] = cached(
+                    saved(name, "section.json"), {"section": name, **key}, compute[name]
                 )
-                pot = fitted.potential
-                result[name] = {
-                    **score(pot, truth, x_test),
-                    "wall_s": wall,
-                    "report": fitted.report(),
-                }
-        if "errors" in sections:
-            catalogue = mock_gaia_catalogue(x, v, errors=GaiaErrorModel(), seed=seed)
-            fitted, wall = run_fit(
-                catalogue, volume, options, seed, save=saved("errors")
-            )
-            # Taken as exact, the stars measured beyond the limit cannot be
-            # in the volume: a fit without deconvolution drops them.
-            parallax = u.Quantity(catalogue["parallax"]).to_value(u.mas)
-            seen = parallax > 1 / RADIUS.to_value(u.kpc)
-            plain, plain_wall = run_fit(
-                catalogue[seen],
-                volume,
-                options,
-                seed,
-                errors=False,
-                save=saved("errors_without_deconvolution"),
-            )
-            pot = fitted.potential
-            without = score(plain.potential, truth, x_test)
-            result["errors"] = {
-                **score(pot, truth, x_test),
-                "wall_s": wall,
-                "acc_rel_err_median_without_deconvolution": without[
-                    "acc_rel_err_median"
-                ],
-                "without_deconvolution": {**without, "wall_s": plain_wall},
-                "report": fitted.report(),
-            }
-        if "selection" in sections:
-            selection = footprint_selection()
-            xs, vs = draw(truth, args.n_stars, seed, selection)
-            x_sel = held_out(truth, seed, selection)
-            fitted, wall = run_fit(
-                mock_gaia_catalogue(xs, vs, errors=None),
-                selection,
-                options,
-                seed,
-                save=saved("selection"),
-            )
-            pot = fitted.potential
-            result["selection"] = {
-                **score(pot, truth, x_sel),
-                "wall_s": wall,
-                "report": fitted.report(),
-            }
-    result["_potential"] = pot
+    result["_potential"] = fitted_potentials[-1] if fitted_potentials else None
     return result
 
 
