@@ -126,14 +126,24 @@ class StarLikelihood:
         if noise is None:
             return ell[..., 0]
         ell = ell + log_w.to(torch.float32)
-        if self.noisy.has_errors and not self.noisy.marginalizes_rv:
-            return jackknife_log_mean_exp(ell)
-        # A drawn radial velocity takes the plain estimate (see
-        # gala_deeppotential.sightlines for why not the jackknife).
+        # A draw behind the observer (parallax <= 0) has weight 0. A star all
+        # of whose draws are behind has no estimate this time: it counts as
+        # 0, without a gradient, rather than as NaN, which would poison the
+        # weights. With some draws behind, the jackknife's leave-one-out
+        # logs are -inf and its correction diverges: the plain mean is used.
+        finite = torch.isfinite(ell)
+        seen = finite.any(dim=-1)
+        ell = torch.where(seen[..., None], ell, 0.0)
         plain = torch.logsumexp(ell, dim=-1) - math.log(samples)
+        # A drawn radial velocity takes the plain estimate too (see
+        # gala_deeppotential.sightlines for why not the jackknife).
+        jackknife = finite.all(dim=-1)
+        if self.noisy.marginalizes_rv:
+            jackknife = jackknife & self.has_rv[stars]
         if not self.noisy.has_errors:
-            return plain
-        return torch.where(self.has_rv[stars], jackknife_log_mean_exp(ell), plain)
+            jackknife = torch.zeros_like(jackknife)
+        estimate = torch.where(jackknife, jackknife_log_mean_exp(ell), plain)
+        return torch.where(seen, estimate, 0.0)
 
     def train_loss(
         self,

@@ -570,7 +570,7 @@ class FlowTrainer:
             while not _all_ranks_finished(
                 self.finished, self.process_group, self.ensemble.device
             ):
-                in_budget = self._epoch(start)
+                in_budget = _checked_epoch(self, start)
                 self.elapsed = time.perf_counter() - start
                 patience_out = bool(
                     (self.since_best >= self.settings["patience"]).all()
@@ -598,6 +598,21 @@ class FlowTrainer:
         self.ensemble.flow = self.flow
         self.ensemble.standardizer = self.scaler
         self.ensemble.history = self.history
+
+
+def _checked_epoch(trainer: FlowTrainer, start: float) -> bool:
+    """``trainer._epoch(start)``, with NaN or infinite weights reported as
+    such: they make the splines fail mid-epoch, before the epoch's loss is
+    checked."""
+    try:
+        return trainer._epoch(start)
+    except RuntimeError as err:
+        if all(bool(torch.isfinite(p).all()) for p in trainer.flow.parameters()):
+            raise
+        raise FloatingPointError(
+            f"the flows' weights became NaN or infinite in epoch "
+            f"{trainer.epoch + 1}; lower lr or clip_norm"
+        ) from err
 
 
 def _epoch_draws(

@@ -301,3 +301,46 @@ def test_rv_samples_are_zero_or_at_least_two():
         with pytest.raises(ValueError, match="rv_samples must be 0"):
             TrainingOptions(rv_samples=bad)
     assert TrainingOptions(rv_samples=0).rv_samples == 0
+
+
+def test_draws_behind_the_observer_neither_poison_nor_inflate_the_likelihood():
+    # A draw of the true parallax <= 0 has weight 0: a star with one such
+    # draw of two takes the plain mean (ln(e^a / 2)), not the jackknife,
+    # whose leave-one-out log is -inf; a star with both behind counts as 0
+    # with no gradient, and the loss and every gradient stay finite.
+    w = plummer_sample(1000, m=1e11 * u.Msun, b=3 * u.kpc, units=galactic, seed=9)
+    x, v = w.xyz.to_value(u.kpc).T, w.v_xyz.to_value(u.kpc / u.Myr).T
+    astrometry = SkyFrame().observe(x, v / KMS)
+    for key in ("parallax", "pmra", "pmdec", "radial_velocity"):
+        astrometry[f"{key}_error"] = 1e-3 * np.abs(astrometry[key]) + 1e-6
+    noisy = NoisyAstrometry(astrometry, None, galactic)
+    ensemble = FlowEnsemble(n_flows=1)
+    y = torch.as_tensor(np.concatenate([x, v], axis=1))
+    ensemble.standardizer = ensemble.fit_standardizer(y)
+    ensemble.flow = ensemble.build_flow(seed=0)
+    settings = {**vars(TrainingOptions()), "seed": 0}
+    stars = StarLikelihood(
+        ensemble.flow,
+        ensemble.standardizer,
+        y,
+        torch.arange(len(y)),
+        1,
+        noisy,
+        settings,
+        "cpu",
+    )
+    rows = torch.arange(3)[None]
+    noise = torch.randn(1, 3, 2, 4, generator=torch.Generator().manual_seed(0))
+    behind = -2e3  # parallax errors are 0.1%: this puts a draw behind the Sun
+    noise[0, 1, 0, 0] = behind
+    noise[0, 2, :, 0] = behind
+    ell = stars._log_likelihood(rows, noise)[0]
+    with torch.no_grad():
+        second = stars._log_likelihood(rows, noise[:, :, 1:])[0]
+    value = ell.detach()
+    assert torch.isfinite(value).all()
+    assert float(value[1]) == pytest.approx(float(second[1]) - math.log(2), abs=1e-5)
+    assert float(value[2]) == 0.0
+    ell.sum().backward()
+    grads = [p.grad for p in ensemble.flow.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)

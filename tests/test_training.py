@@ -186,6 +186,18 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, extra
         )
 
 
+def test_poisoned_weights_are_reported_as_such(monkeypatch):
+    # NaN weights make the splines fail inside the next step, before the
+    # epoch's loss is checked: the error still names the problem and the fix.
+    def poisoning_clip(flow, norm):
+        for parameter in flow.parameters():
+            parameter.grad = torch.full_like(parameter, math.nan)
+
+    monkeypatch.setattr(training, "_clip_per_member", poisoning_clip)
+    with pytest.raises(FloatingPointError, match="lower lr"):
+        FlowEnsemble(n_flows=2).fit(_small_data(), epochs=2, batch_size=256)
+
+
 def test_early_stopping_restores_the_best_weights():
     data = _small_data(1000)
     ensemble = FlowEnsemble(n_flows=2, hidden_features=128).fit(
