@@ -17,6 +17,7 @@ __all__ = [
 import json
 import os
 import platform
+import subprocess
 import time
 import warnings
 
@@ -125,10 +126,26 @@ def cached(path: str | None, key: dict, compute) -> dict:
         return stored["section"]
     load_before = os.getloadavg()
     section = compute()
-    record = {"key": key, "section": section, "measured": describe(load_before)}
+    measured = {**describe(load_before), "commit": _commit()}
+    record = {"key": key, "section": section, "measured": measured}
     with open(path, "w", encoding="utf-8") as stream:
         json.dump(record, stream, indent=2, default=_plain)
     return json.loads(json.dumps(section, default=_plain))
+
+
+def _commit() -> str | None:
+    """The git commit of the code that ran, if it is in a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
 
 
 def _plain(value):
