@@ -200,13 +200,10 @@ def test_star_likelihood_marginalizes_the_flows_over_the_line():
             assert float(estimate[k, j]) == pytest.approx(float(quadrature), abs=0.02)
 
 
-def _pair_and_single_draws(draws_for, seed: int):
-    """StarLikelihood's 2-draw values of 5 stars without and 5 with a radial
-    velocity, and the values of each draw alone."""
-    catalogue, _ = _icrs_with_missing_rv(1000, 2, seed=seed)
-    data = to_phase_space(catalogue)
-    ensemble = FlowEnsemble(n_flows=1, factorization="conditional")
-    y = torch.as_tensor(data.w)
+def _one_member_likelihood(y: torch.Tensor, draws, factorization: str):
+    """StarLikelihood of one untrained flow member standardized on ``y``,
+    every star a training one, and the ensemble."""
+    ensemble = FlowEnsemble(n_flows=1, factorization=factorization)
     ensemble.standardizer = ensemble.fit_standardizer(y)
     ensemble.flow = ensemble.build_flow(seed=0)
     settings = {**vars(TrainingOptions()), "seed": 0}
@@ -216,9 +213,20 @@ def _pair_and_single_draws(draws_for, seed: int):
         y,
         torch.arange(len(y)),
         1,
-        draws_for(data),
+        draws,
         settings,
         "cpu",
+    )
+    return stars, ensemble
+
+
+def _pair_and_single_draws(draws_for, seed: int):
+    """StarLikelihood's 2-draw values of 5 stars without and 5 with a radial
+    velocity, and the values of each draw alone."""
+    catalogue, _ = _icrs_with_missing_rv(1000, 2, seed=seed)
+    data = to_phase_space(catalogue)
+    stars, _ = _one_member_likelihood(
+        torch.as_tensor(data.w), draws_for(data), "conditional"
     )
     chosen = np.concatenate(
         [np.flatnonzero(~data.has_rv)[:5], np.flatnonzero(data.has_rv)[:5]]
@@ -314,21 +322,8 @@ def test_draws_behind_the_observer_neither_poison_nor_inflate_the_likelihood():
     for key in ("parallax", "pmra", "pmdec", "radial_velocity"):
         astrometry[f"{key}_error"] = 1e-3 * np.abs(astrometry[key]) + 1e-6
     noisy = NoisyAstrometry(astrometry, None, galactic)
-    ensemble = FlowEnsemble(n_flows=1)
     y = torch.as_tensor(np.concatenate([x, v], axis=1))
-    ensemble.standardizer = ensemble.fit_standardizer(y)
-    ensemble.flow = ensemble.build_flow(seed=0)
-    settings = {**vars(TrainingOptions()), "seed": 0}
-    stars = StarLikelihood(
-        ensemble.flow,
-        ensemble.standardizer,
-        y,
-        torch.arange(len(y)),
-        1,
-        noisy,
-        settings,
-        "cpu",
-    )
+    stars, ensemble = _one_member_likelihood(y, noisy, "joint")
     rows = torch.arange(3)[None]
     noise = torch.randn(1, 3, 2, 4, generator=torch.Generator().manual_seed(0))
     behind = -2e3  # parallax errors are 0.1%: this puts a draw behind the Sun
