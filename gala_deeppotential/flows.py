@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .runtime import member_generator
+from .splines import rational_quadratic
 
 # nflows 0.14 predates current torch; keep whatever it warns about at import
 # out of user output. Every nflows import in the package lives in this module.
@@ -26,9 +27,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from nflows.transforms.coupling import (
         PiecewiseRationalQuadraticCouplingTransform,
-    )
-    from nflows.transforms.splines.rational_quadratic import (
-        rational_quadratic_spline,
     )
     from nflows.utils.torchutils import create_alternating_binary_mask
 
@@ -199,7 +197,9 @@ class _SplineCoupling(PiecewiseRationalQuadraticCouplingTransform):
     array, which vectorised kernels round differently (softplus, sigmoid), so
     a member's gradients would depend on the other members in its batch.
     Here every input goes through the spline, clamped to the box, and the
-    identity is selected outside it: the same map, in fixed-size blocks.
+    identity is selected outside it: the same map, in fixed-size blocks. The
+    spline itself is :func:`~gala_deeppotential.splines.rational_quadratic`,
+    which works with the bins on the leading axis.
     """
 
     def _piecewise_cdf(
@@ -208,26 +208,27 @@ class _SplineCoupling(PiecewiseRationalQuadraticCouplingTransform):
         bins, bound = self.num_bins, self.tail_bound
         # As nflows: scale the softmax inputs so the initial bins are even.
         scale = math.sqrt(self.transform_net.hidden_features)
+        # (rows, features, 3 bins - 1) -> (3 bins - 1, rows * features).
+        params = transform_params.movedim(-1, 0).reshape(3 * bins - 1, -1)
+        # split, not slices: its gradient is one concatenation, where each
+        # slice's would fill a zero array of the whole.
+        widths, heights, interior = params.split([bins, bins, bins - 1])
         # The edge derivatives are 1, matching the linear tails.
         edge = math.log(math.expm1(1 - self.min_derivative))
-        derivatives = nn.functional.pad(
-            transform_params[..., 2 * bins :], (1, 1), value=edge
-        )
+        derivatives = nn.functional.pad(interior, (0, 0, 1, 1), value=edge)
         inside = (inputs >= -bound) & (inputs <= bound)
-        outputs, log_det = rational_quadratic_spline(
-            inputs.clamp(-bound, bound),
-            transform_params[..., :bins] / scale,
-            transform_params[..., bins : 2 * bins] / scale,
+        outputs, log_det = rational_quadratic(
+            inputs.clamp(-bound, bound).reshape(-1),
+            widths / scale,
+            heights / scale,
             derivatives,
-            inverse=inverse,
-            left=-bound,
-            right=bound,
-            bottom=-bound,
-            top=bound,
+            bound=bound,
             min_bin_width=self.min_bin_width,
             min_bin_height=self.min_bin_height,
             min_derivative=self.min_derivative,
+            inverse=inverse,
         )
+        outputs, log_det = outputs.view_as(inputs), log_det.view_as(inputs)
         return torch.where(inside, outputs, inputs), torch.where(inside, log_det, 0.0)
 
 

@@ -28,6 +28,7 @@ LAYERS = {
     "radial_map": 0,
     "ball_map": 0,
     "continuity": 0,
+    "splines": 0,
     "summary": 1,
     "phasespace": 1,
     "standardizer": 1,
