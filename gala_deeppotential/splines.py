@@ -77,19 +77,16 @@ def rational_quadratic(
     delta = height / width
     d0, d1 = take(slopes), take(slopes[1:])
     curvature = d0 + d1 - 2 * delta
-    if inverse:
-        offset = inputs - y0
-        a = offset * curvature + height * (delta - d0)
-        b = height * d0 - offset * curvature
-        c = -delta * offset
-        # The root in [0, 1], in the form without cancellation.
-        theta = (2 * c) / (-b - torch.sqrt(b.pow(2) - 4 * a * c))
-        outputs = theta * width + x0
-    else:
-        theta = (inputs - x0) / width
+    theta = (
+        _inverse_theta(inputs - y0, height, delta, d0, curvature)
+        if inverse
+        else (inputs - x0) / width
+    )
     theta_one_minus_theta = theta * (1 - theta)
     denominator = delta + curvature * theta_one_minus_theta
-    if not inverse:
+    if inverse:
+        outputs = theta * width + x0
+    else:
         numerator = height * (delta * theta.pow(2) + d0 * theta_one_minus_theta)
         outputs = y0 + numerator / denominator
     slope_numerator = delta.pow(2) * (
@@ -97,6 +94,22 @@ def rational_quadratic(
     )
     log_det = torch.log(slope_numerator) - 2 * torch.log(denominator)
     return outputs, -log_det if inverse else log_det
+
+
+def _inverse_theta(
+    offset: torch.Tensor,
+    height: torch.Tensor,
+    delta: torch.Tensor,
+    d0: torch.Tensor,
+    curvature: torch.Tensor,
+) -> torch.Tensor:
+    """The position in its bin, in [0, 1], of the point that the spline maps
+    ``offset`` above the bin's bottom: the root of a quadratic, in the form
+    without cancellation."""
+    a = offset * curvature + height * (delta - d0)
+    b = height * d0 - offset * curvature
+    c = -delta * offset
+    return (2 * c) / (-b - torch.sqrt(b.pow(2) - 4 * a * c))
 
 
 def _knots(

@@ -22,7 +22,7 @@ FLOORS = {"min_bin_width": 1e-3, "min_bin_height": 1e-3, "min_derivative": 1e-3}
 def _case(n_bins: int, n: int, seed: int) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
     # Wide parameters give uneven bins, steep and flat ones; the inputs
-    # include both ends of the box and every knot's neighbourhood.
+    # include both ends of the box.
     params = 3 * torch.randn(3 * n_bins + 1, n, generator=g, dtype=torch.float64)
     inputs = (2 * torch.rand(n, generator=g, dtype=torch.float64) - 1) * BOUND
     inputs[:2] = torch.tensor([-BOUND, BOUND], dtype=torch.float64)
