@@ -36,8 +36,8 @@ from .training import DEFAULT_EPOCHS
 
 #: The command line's two sizes, as ``df_options`` of :func:`run_plummer_demo`:
 #: both use the paper's 2^17 stars and 2^15 points for Φ and the default
-#: ensemble; ``"quick"`` trains the flows for 8 epochs, ``"full"`` for the
-#: package's default.
+#: ensemble; ``"full"`` (the default) trains the flows for the package's
+#: default number of epochs, ``"quick"`` (``--quick``) for 8.
 DEMO_SIZES = {"quick": {"epochs": 8}, "full": {"epochs": DEFAULT_EPOCHS}}
 
 # Radial bins of the table and of the error profiles, in scale radii.

@@ -65,4 +65,4 @@ def test_demo_command_line_help(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--help"])
     assert exit_info.value.code == 0
-    assert "--full" in capsys.readouterr().out
+    assert "--quick" in capsys.readouterr().out
