@@ -79,6 +79,9 @@ RADIUS = 1.5 * u.kpc
 FOOTPRINT_NSIDE = 64
 FOOTPRINT_MIN_B = np.radians(10.0)
 SECTIONS = ("exact", "ideal", "selection", "errors", "rv30")
+#: The cases judged against ``ideal``, each with the factor of ``ideal``'s
+#: force error that it may reach.
+IDEAL_FACTORS = {"selection": 1.3, "rv30": 1.3, "errors": 1.5}
 
 
 def footprint_selection(margin=None) -> SkySelection:
@@ -345,7 +348,7 @@ def _pair_with_ideal(run: dict) -> None:
     ideal = run.get("ideal")
     if not ideal:
         return
-    for name in ("selection", "rv30", "errors"):
+    for name in IDEAL_FACTORS:
         if name in run:
             run[name]["acc_ratio_to_ideal"] = (
                 run[name]["acc_rel_err_median"] / ideal["acc_rel_err_median"]
@@ -360,7 +363,7 @@ def acceptance(result: dict) -> dict:
         out["ideal_acc"] = ideal["acc_rel_err_median"] <= 0.02
         out["ideal_rho_local"] = ideal["rho_local_rel_err"] <= 0.10
         base = ideal["acc_rel_err_median"]
-        for name, factor in (("selection", 1.3), ("rv30", 1.3), ("errors", 1.5)):
+        for name, factor in IDEAL_FACTORS.items():
             if name in result:
                 out[f"{name}_acc"] = result[name]["acc_rel_err_median"] <= factor * base
     errors = result.get("errors")
