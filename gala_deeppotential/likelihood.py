@@ -114,7 +114,13 @@ class StarLikelihood:
         y = torch.where(has_v[..., None] | _POSITION_AXES.to(y.device), y, 0.0)
         s = self.scaler.transform(y).to(torch.float32).reshape(k, b, samples, 6)
         if isinstance(self.flow, FactorizedFlow):
-            lp_x, lp_v = _factorized_log_prob(self.flow, s, fixed)
+            # Without measurement errors, a star with a radial velocity has
+            # the same coordinates in every draw: its velocity term is
+            # evaluated once.
+            single = None
+            if noise is not None and not self.noisy.has_errors:
+                single = self.has_rv[stars]
+            lp_x, lp_v = _factorized_log_prob(self.flow, s, fixed, single)
             j_x, j_v = (
                 t.to(torch.float32) for t in self.scaler.log_abs_det_jacobian_split(y)
             )
@@ -199,12 +205,17 @@ def _rows_log_prob(log_prob: Callable, s: torch.Tensor, *context: torch.Tensor):
 
 
 def _factorized_log_prob(
-    flow: FactorizedFlow, s: torch.Tensor, fixed: bool
+    flow: FactorizedFlow,
+    s: torch.Tensor,
+    fixed: bool,
+    single: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r""":math:`\ln p(x)` and :math:`\ln p(v \mid x)` of draws (K, B, M, 6).
 
-    Both are (K, B, M). With ``fixed`` positions (the same in every draw of a star), the
-    positions' flow runs once per star.
+    Both are (K, B, M). With ``fixed`` positions (the same in every draw of
+    a star), the positions' flow runs once per star; the velocities' flow
+    runs once for the stars marked ``single`` (K, B), whose draws are all
+    the same, and its value is repeated over their draws.
     """
     k, b, m, _ = s.shape
     x, v = s[..., :3], s[..., 3:]
@@ -214,10 +225,28 @@ def _factorized_log_prob(
     else:
         lp_x = _rows_log_prob(flow.positions.log_prob, x.reshape(k, -1, 3))
         lp_x = lp_x.reshape(k, b, m)
-    lp_v = _rows_log_prob(
-        flow.velocities.log_prob, v.reshape(k, -1, 3), x.reshape(k, -1, 3)
+    if single is None or m == 1:
+        lp_v = _rows_log_prob(
+            flow.velocities.log_prob, v.reshape(k, -1, 3), x.reshape(k, -1, 3)
+        )
+        return lp_x, lp_v.reshape(k, b, m)
+    # Each member's needed rows first, in their order; a member that needs
+    # fewer than the most also evaluates some repeated rows. Every evaluated
+    # row is written back at its own place, and the repeats are then read
+    # from the first draw.
+    needed = ~single[..., None] | (torch.arange(m, device=s.device) == 0)
+    needed = needed.reshape(k, b * m)
+    count = int(needed.sum(dim=1).max())
+    index = torch.argsort((~needed).to(torch.int8), dim=1, stable=True)[:, :count]
+    pick = index[..., None].expand(k, count, 3)
+    lp_needed = _rows_log_prob(
+        flow.velocities.log_prob,
+        v.reshape(k, -1, 3).gather(1, pick),
+        x.reshape(k, -1, 3).gather(1, pick),
     )
-    return lp_x, lp_v.reshape(k, b, m)
+    lp_v = lp_needed.new_zeros(k, b * m).scatter(1, index, lp_needed)
+    lp_v = lp_v.reshape(k, b, m)
+    return lp_x, torch.where(single[..., None], lp_v[..., :1], lp_v)
 
 
 def jackknife_log_mean_exp(ell: torch.Tensor) -> torch.Tensor:

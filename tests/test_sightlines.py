@@ -14,7 +14,11 @@ from gala.units import galactic
 
 from gala_deeppotential.deconvolution import NoisyAstrometry
 from gala_deeppotential.df import FlowEnsemble
-from gala_deeppotential.likelihood import StarLikelihood, jackknife_log_mean_exp
+from gala_deeppotential.likelihood import (
+    StarLikelihood,
+    _factorized_log_prob,
+    jackknife_log_mean_exp,
+)
 from gala_deeppotential.mocks import plummer_sample
 from gala_deeppotential.phasespace import DEFAULT_GALCEN_FRAME, to_phase_space
 from gala_deeppotential.sightlines import (
@@ -339,3 +343,31 @@ def test_draws_behind_the_observer_neither_poison_nor_inflate_the_likelihood():
     ell.sum().backward()
     grads = [p.grad for p in ensemble.flow.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_repeated_draws_evaluate_the_velocity_flow_once():
+    # Stars whose draws are all the same (a radial velocity and no errors)
+    # get the value and gradient of evaluating every draw, from one.
+    ensemble = FlowEnsemble(n_flows=2, factorization="conditional")
+    y = torch.randn(500, 6, generator=torch.Generator().manual_seed(4))
+    ensemble.standardizer = ensemble.fit_standardizer(y)
+    ensemble.flow = ensemble.build_flow(seed=0)
+    generator = torch.Generator().manual_seed(2)
+    s = torch.randn(2, 40, 3, 6, generator=generator)
+    s[..., :3] = s[:, :, :1, :3]
+    single = torch.rand(2, 40, generator=generator) < 0.4
+    single[1, :30] = True  # the members need different numbers of rows
+    s = torch.where(single[..., None, None], s[:, :, :1], s)
+    values = []
+    for mask in (None, single):
+        ensemble.flow.zero_grad()
+        lp_x, lp_v = _factorized_log_prob(ensemble.flow, s, True, mask)
+        (lp_x.sum() + (lp_v * torch.linspace(1, 2, 3)).sum()).backward()
+        params = ensemble.flow.parameters()
+        grads = [p.grad.clone() for p in params if p.grad is not None]
+        values.append((lp_v.detach(), grads))
+    (full, full_grads), (once, once_grads) = values
+    torch.testing.assert_close(once, full, rtol=0, atol=1e-5)
+    assert len(once_grads) == len(full_grads) > 0
+    for a, b in zip(once_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
