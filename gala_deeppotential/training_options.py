@@ -175,13 +175,12 @@ _Options = TypeVar("_Options", bound=TrainingOptions)
 def truncation_for(
     options: _Options, noisy: Any, selection: Any, *, ball_map: bool | None = None
 ) -> _Options:
-    """``options`` with ``truncated`` decided: ``None`` becomes a bool.
+    r"""``options`` with ``truncated`` decided: ``None`` becomes a bool.
 
     The automatic choice fits the truncated likelihood wherever a selection
-    function is given, with two exceptions for a distance limit alone:
-    positions mapped through a ball (``ball_map``, which needs the flows to
-    stop at the edge), and stars with missing radial velocities but exact
-    astrometry. Without truncation the flows learn the observed DF with its
+    function is given, except for a distance limit alone with the positions
+    mapped through a ball (``ball_map``, which needs the flows to stop at
+    the edge). Without truncation the flows learn the observed DF with its
     edges and holes, and their gradients ring where the footprint cuts the
     volume; with errors a star's draws reach past the selection's edges,
     and weighting each by :math:`S` keeps the edge, blurred by the errors,
@@ -190,9 +189,11 @@ def truncation_for(
     to 4%; through a footprint with a completeness falling with distance,
     the force error from 3.3% to 2.0%. For exact 6D stars within a distance
     limit it measured better on three draws (2.26%, 1.56% and 1.72%
-    against 2.41%, 2.11% and 2.00%) for a third more time, but worse with
-    70% of the radial velocities missing (3.07% against 2.37%), where it
-    stays off unless asked for.
+    against 2.41%, 2.11% and 2.00%) for a third more time. With 70% of the
+    radial velocities missing, the flows' median error in
+    :math:`\nabla_x \ln f` in the outer shell of a 1.5 kpc volume
+    (1.2–1.4 kpc) fell from 74% to 30% on 2¹⁵ stars (the complete
+    catalogue's: 28%).
 
     Parameters
     ----------
@@ -228,7 +229,7 @@ def truncation_for(
     elif _deconvolved(noisy) or not getattr(selection, "is_distance_limit", False):
         truncated = True
     else:
-        truncated = noisy is None and not ball_map
+        truncated = not ball_map
     return dataclasses.replace(options, truncated=truncated)
 
 

@@ -121,7 +121,9 @@ def test_widen_scales_the_width():
     n_hat = np.tile([0.0, 0.0, 1.0], (3000, 1))
     _, one = radial_velocity_proposal(x, v, has_rv, n_hat, widen=1.0)
     _, default = radial_velocity_proposal(x, v, has_rv, n_hat)
+    _, wider = radial_velocity_proposal(x, v, has_rv, n_hat, widen=1.7)
     assert np.allclose(default[~has_rv], WIDEN * one[~has_rv])
+    assert np.allclose(wider[~has_rv], 1.7 * one[~has_rv])
     with pytest.raises(ValueError, match="at least 2 stars with a radial"):
         radial_velocity_proposal(x, v, np.arange(3000) == 0, n_hat)
 

@@ -50,10 +50,10 @@ _FADING = SkySelection(distance_limit=1.5 * u.kpc, completeness=lambda d: 1 / (1
     [
         (None, None, False),
         (_Draws(True), None, False),  # errors without a selection
-        # A distance limit alone: truncated for exact 6D stars or deconvolved
-        # errors, not for missing radial velocities alone.
+        # A distance limit alone: truncated for exact 6D stars, missing
+        # radial velocities and deconvolved errors alike.
         (None, _SPHERE, True),
-        (_Draws(False), _SPHERE, False),  # missing radial velocities only
+        (_Draws(False), _SPHERE, True),  # missing radial velocities only
         (_Draws(True), _SPHERE, True),
         # Any other selection: truncated.
         (None, _FADING, True),
