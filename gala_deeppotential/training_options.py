@@ -95,12 +95,13 @@ class TrainingOptions:
         so that they model the DF :math:`f` itself, smooth across the
         selection's edges, rather than :math:`f S` with its edges. Each
         step then also draws ``selection_draws`` points from every member.
-        ``None`` (the default): where the selection is more than a
-        distance limit (a footprint or a completeness), or where
-        measurement errors are deconvolved (``noisy`` with errors), whose
-        draws of a star's true position cross the selection's edges; there
-        S weights each draw, and the flows do not learn the edge blurred by
-        the errors as part of the DF (see :func:`truncation_for`).
+        ``None`` (the default): wherever a selection is given, except a
+        distance limit alone with the positions mapped through its ball
+        (``ball_map``) and no errors to deconvolve. Where measurement
+        errors are deconvolved, a star's draws of its true position cross
+        the selection's edges; there S weights each draw, and the flows do
+        not learn the edge blurred by the errors as part of the DF (see
+        :func:`truncation_for`).
     selection_draws : int
         Draws per member and step that estimate :math:`\ln \int f S`, a
         multiple of 16 (``flows.ROW_MULTIPLE``).
@@ -180,19 +181,19 @@ def truncation_for(
     The automatic choice fits the truncated likelihood wherever a selection
     function is given, except for a distance limit alone with the positions
     mapped through a ball (``ball_map``, which needs the flows to stop at
-    the edge). Without truncation the flows learn the observed DF with its
-    edges and holes, and their gradients ring where the footprint cuts the
-    volume; with errors a star's draws reach past the selection's edges,
-    and weighting each by :math:`S` keeps the edge, blurred by the errors,
-    out of the DF. On a local volume with Gaia-like errors this took the
-    median force error from 3.3% to 2.8% and the local density's from 21%
-    to 4%; through a footprint with a completeness falling with distance,
-    the force error from 3.3% to 2.0%. For exact 6D stars within a distance
-    limit it measured better on three draws (2.26%, 1.56% and 1.72%
-    against 2.41%, 2.11% and 2.00%) for a third more time. With 70% of the
-    radial velocities missing, the flows' median error in
-    :math:`\nabla_x \ln f` in the outer shell of a 1.5 kpc volume
-    (1.2–1.4 kpc) fell from 74% to 30% on 2¹⁵ stars (the complete
+    the edge) and no errors to deconvolve. Without truncation the flows
+    learn the observed DF with its edges and holes, and their gradients ring
+    where the footprint cuts the volume; with errors a star's draws reach
+    past the selection's edges, and weighting each by :math:`S` keeps the
+    edge, blurred by the errors, out of the DF. On a local volume with
+    Gaia-like errors this took the median force error from 3.3% to 2.8% and
+    the local density's from 21% to 4%; through a footprint with a
+    completeness falling with distance, the force error from 3.3% to 2.0%.
+    For exact 6D stars within a distance limit it measured better on three
+    draws (2.26%, 1.56% and 1.72% against 2.41%, 2.11% and 2.00%) for a
+    third more time. With 70% of the radial velocities missing, the flows'
+    median error in :math:`\nabla_x \ln f` in the outer shell of a 1.5 kpc
+    volume (1.2–1.4 kpc) fell from 74% to 30% on 2¹⁵ stars (the complete
     catalogue's: 28%).
 
     Parameters
